@@ -1,0 +1,302 @@
+"""The grpcstream error hierarchy and the one boundary that translates grpc errors.
+
+```
+GrpcStreamError
+├── RpcError(code, details, trailing_metadata)   one subclass per non-OK status
+├── UsageError(RuntimeError)                     API misuse
+│     ├── StreamClosedError
+│     ├── BusyStreamError
+│     └── RetryNotPossibleError
+├── BrokenStreamError                            the peer went away while we were sending
+└── WouldBlock                                   send_nowait on a full queue
+```
+
+No raw ``grpc.aio.AioRpcError`` reaches users: every call site that talks to grpc runs
+inside :func:`map_grpc_errors`, which re-raises it as the matching :class:`RpcError`
+subclass with the original chained as ``__cause__``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
+
+import grpc
+import grpc.aio
+
+__all__ = [
+    "Aborted",
+    "AlreadyExists",
+    "BrokenStreamError",
+    "BusyStreamError",
+    "Cancelled",
+    "DataLoss",
+    "DeadlineExceeded",
+    "FailedPrecondition",
+    "GrpcStreamError",
+    "Internal",
+    "InvalidArgument",
+    "Metadata",
+    "NotFound",
+    "OutOfRange",
+    "PermissionDenied",
+    "ResourceExhausted",
+    "RetryNotPossibleError",
+    "RpcError",
+    "StreamClosedError",
+    "Unauthenticated",
+    "Unavailable",
+    "Unimplemented",
+    "Unknown",
+    "UsageError",
+    "WouldBlock",
+    "map_grpc_errors",
+    "rpc_error",
+]
+
+Metadata = tuple[tuple[str, str | bytes], ...]
+"""Metadata as grpcstream returns it: an immutable sequence of ``(key, value)`` pairs."""
+
+SEND_AFTER_CLOSE = "send() after close_send(): the stream is half-closed and nothing was sent"
+SEND_ON_CLOSED = "send() on a stream that has ended: nothing was sent"
+
+
+class GrpcStreamError(Exception):
+    """Root of every error grpcstream raises."""
+
+
+class UsageError(GrpcStreamError, RuntimeError):
+    """The API was used in a way it does not allow (a programming error, not a remote one)."""
+
+
+class StreamClosedError(UsageError):
+    """The stream (or its sending side) is closed; the operation did nothing.
+
+    Raised by ``send()``/``send_nowait()`` after ``close_send()`` or after the stream ended.
+    """
+
+
+class BusyStreamError(UsageError):
+    """Two tasks tried to do something only one task may do at a time (e.g. iterate one stream)."""
+
+
+class RetryNotPossibleError(UsageError):
+    """A stream failed and could not be retried; the message says why, the cause is the failure."""
+
+
+class BrokenStreamError(GrpcStreamError):
+    """The peer went away (cancelled, disconnected, or the RPC ended) while sending.
+
+    On the server this means the client is gone: stop producing.
+    """
+
+
+class WouldBlock(GrpcStreamError):
+    """``send_nowait()`` found the send queue full. Use ``await send()`` to wait for room."""
+
+
+class RpcError(GrpcStreamError):
+    """An RPC ended with a non-OK status.
+
+    Raise a subclass in a server handler to end the RPC with that status; catch one on the
+    client to handle a remote failure. ``except grpcstream.Unavailable`` is the idiom.
+
+    Attributes:
+        code: the gRPC status code.
+        details: the status message sent by the peer (may be empty).
+        trailing_metadata: the trailers that came with the status.
+    """
+
+    status_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+
+    def __init__(
+        self,
+        details: str = "",
+        *,
+        trailing_metadata: Sequence[tuple[str, str | bytes]] = (),
+        code: grpc.StatusCode | None = None,
+    ) -> None:
+        self.code: grpc.StatusCode = code if code is not None else self.status_code
+        self.details: str = details
+        self.trailing_metadata: Metadata = tuple((str(k), v) for k, v in trailing_metadata)
+        super().__init__(details)
+
+    @property
+    def status(self) -> grpc.StatusCode:
+        """Alias of :attr:`code` (grpclib calls it ``status``)."""
+        return self.code
+
+    def __str__(self) -> str:
+        name = self.code.name
+        return f"{name}: {self.details}" if self.details else name
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(code={self.code.name}, details={self.details!r})"
+
+
+class Cancelled(RpcError):
+    """CANCELLED: the call was cancelled, usually by the caller."""
+
+    status_code = grpc.StatusCode.CANCELLED
+
+
+class Unknown(RpcError):
+    """UNKNOWN: an error without a more specific status."""
+
+    status_code = grpc.StatusCode.UNKNOWN
+
+
+class InvalidArgument(RpcError):
+    """INVALID_ARGUMENT: the client sent something the server will never accept."""
+
+    status_code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class DeadlineExceeded(RpcError):
+    """DEADLINE_EXCEEDED: the call's timeout expired before it completed."""
+
+    status_code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class NotFound(RpcError):
+    """NOT_FOUND: a requested entity does not exist."""
+
+    status_code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(RpcError):
+    """ALREADY_EXISTS: the entity the client tried to create already exists."""
+
+    status_code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class PermissionDenied(RpcError):
+    """PERMISSION_DENIED: the caller is known but may not do this."""
+
+    status_code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class ResourceExhausted(RpcError):
+    """RESOURCE_EXHAUSTED: a quota or limit (such as the maximum message size) was hit."""
+
+    status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class FailedPrecondition(RpcError):
+    """FAILED_PRECONDITION: the system is not in a state that allows the operation."""
+
+    status_code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class Aborted(RpcError):
+    """ABORTED: the operation was aborted, typically by a concurrency conflict."""
+
+    status_code = grpc.StatusCode.ABORTED
+
+
+class OutOfRange(RpcError):
+    """OUT_OF_RANGE: the operation went past the valid range."""
+
+    status_code = grpc.StatusCode.OUT_OF_RANGE
+
+
+class Unimplemented(RpcError):
+    """UNIMPLEMENTED: the server does not implement the method."""
+
+    status_code = grpc.StatusCode.UNIMPLEMENTED
+
+
+class Internal(RpcError):
+    """INTERNAL: an invariant broke inside the server or the gRPC runtime."""
+
+    status_code = grpc.StatusCode.INTERNAL
+
+
+class Unavailable(RpcError):
+    """UNAVAILABLE: the service cannot be reached right now; usually safe to retry."""
+
+    status_code = grpc.StatusCode.UNAVAILABLE
+
+
+class DataLoss(RpcError):
+    """DATA_LOSS: unrecoverable data loss or corruption."""
+
+    status_code = grpc.StatusCode.DATA_LOSS
+
+
+class Unauthenticated(RpcError):
+    """UNAUTHENTICATED: the call carried no valid credentials."""
+
+    status_code = grpc.StatusCode.UNAUTHENTICATED
+
+
+_BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {
+    cls.status_code: cls
+    for cls in (
+        Cancelled,
+        Unknown,
+        InvalidArgument,
+        DeadlineExceeded,
+        NotFound,
+        AlreadyExists,
+        PermissionDenied,
+        ResourceExhausted,
+        FailedPrecondition,
+        Aborted,
+        OutOfRange,
+        Unimplemented,
+        Internal,
+        Unavailable,
+        DataLoss,
+        Unauthenticated,
+    )
+}
+
+
+def _normalize_metadata(metadata: object) -> Metadata:
+    if metadata is None:
+        return ()
+    pairs: list[tuple[str, str | bytes]] = []
+    for item in metadata:  # type: ignore[attr-defined]
+        key, value = item[0], item[1]
+        pairs.append((str(key), value))
+    return tuple(pairs)
+
+
+def rpc_error(
+    code: grpc.StatusCode,
+    details: str | None = "",
+    trailing_metadata: object = None,
+) -> RpcError:
+    """Build the :class:`RpcError` subclass for a status code.
+
+    Args:
+        code: a non-OK status code.
+        details: the status message.
+        trailing_metadata: trailers, as grpc returns them (any iterable of pairs) or None.
+
+    Returns:
+        An instance of the subclass registered for ``code`` (``Unknown`` for OK, which is
+        not an error and should never be passed).
+    """
+    cls = _BY_CODE.get(code, Unknown)
+    return cls(details or "", trailing_metadata=_normalize_metadata(trailing_metadata), code=code)
+
+
+def from_aio_error(exc: grpc.aio.AioRpcError) -> RpcError:
+    """Translate one ``AioRpcError`` into the matching :class:`RpcError` subclass."""
+    return rpc_error(exc.code(), exc.details(), exc.trailing_metadata())
+
+
+@contextlib.contextmanager
+def map_grpc_errors() -> Iterator[None]:
+    """Translate ``grpc.aio.AioRpcError`` raised inside the block into :class:`RpcError`.
+
+    This is the single boundary between grpc's untyped errors and grpcstream's hierarchy.
+    ``asyncio.CancelledError`` passes through untouched.
+    """
+    try:
+        yield
+    except grpc.aio.AioRpcError as exc:
+        raise from_aio_error(exc) from exc
