@@ -1,0 +1,41 @@
+"""The benchmark harness runs end to end in its tiny mode (it proves the code, not the speed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from benchmarks.run import grpcstream_available
+from benchmarks.scenarios import SCENARIOS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_tiny_benchmark_run_writes_every_scenario(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.run", "--tiny", "--output-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+
+    document = json.loads((tmp_path / "latest.json").read_text())
+    assert document["skipped"] == []
+    impls = ["raw", "grpcstream"] if grpcstream_available() else ["raw"]
+    assert document["impls"] == impls
+    measured = {(run["scenario"], run["impl"]) for run in document["runs"]}
+    expected = {(s.key, impl) for s in SCENARIOS for impl in impls if impl in s.impls}
+    assert measured == expected
+    assert all(run["messages"] > 0 for run in document["runs"])
+
+    table = (tmp_path / "latest.md").read_text()
+    assert "| 1 | server-streaming throughput |" in table
+    assert "Event loop: asyncio" in table
