@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.microbench import measure_all
 from benchmarks.run import grpcstream_available
 from benchmarks.scenarios import SCENARIOS
 
@@ -39,3 +40,13 @@ def test_tiny_benchmark_run_writes_every_scenario(tmp_path: Path) -> None:
     table = (tmp_path / "latest.md").read_text()
     assert "| 1 | server-streaming throughput |" in table
     assert "Event loop: asyncio" in table
+
+
+async def test_microbench_measures_every_building_block() -> None:
+    lines = await measure_all(count=200, rounds=1)
+    assert [what for what, _, _ in lines][:3] == [
+        "awaited write, plain",
+        "SendQueue.send, queue full (bulk stream)",
+        "SendQueue.send, idle writer woken per message (ping-pong)",
+    ]
+    assert all(value == value for _, value, _ in lines)  # no NaN: every line was measured

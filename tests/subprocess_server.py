@@ -1,0 +1,69 @@
+"""A DummyService server in its own process, so tests can kill it for real.
+
+``python -m tests.subprocess_server [--port N]`` prints ``PORT <n>`` once serving. Its
+``ServerStream`` sends entries ``after_seq+1 .. total`` where the request's ``value`` is
+``"<total>:<pause_at>"``: after entry ``pause_at`` it prints ``PAUSED <seq>`` and stops
+sending (but keeps the stream open) until the test kills the process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+
+import grpc.aio
+
+from grpcstream_demo import dummy_pb2, dummy_pb2_grpc
+
+
+class Servicer(dummy_pb2_grpc.DummyServiceServicer):
+    async def Unary(
+        self, request: dummy_pb2.Req, context: grpc.aio.ServicerContext[object, object]
+    ) -> dummy_pb2.Reply:
+        return dummy_pb2.Reply(value=request.value, seq=request.seq)
+
+    async def ServerStream(  # type: ignore[override]
+        self, request: dummy_pb2.Req, context: grpc.aio.ServicerContext[object, object]
+    ) -> None:
+        total_text, _, pause_text = request.value.partition(":")
+        total = int(total_text or "0")
+        pause_at = int(pause_text or "0")
+        for seq in range(request.seq + 1, total + 1):
+            await context.write(dummy_pb2.Reply(seq=seq))
+            if seq == pause_at:
+                print(f"PAUSED {seq}", flush=True)
+                await asyncio.Event().wait()
+
+    async def ClientStream(
+        self,
+        request_iterator: AsyncIterator[dummy_pb2.Req],
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> dummy_pb2.Reply:
+        return dummy_pb2.Reply(seq=len([r async for r in request_iterator]))
+
+    async def Bidi(  # type: ignore[override]
+        self,
+        request_iterator: AsyncIterator[dummy_pb2.Req],
+        context: grpc.aio.ServicerContext[object, object],
+    ) -> None:
+        async for request in request_iterator:
+            await context.write(dummy_pb2.Reply(seq=request.seq))
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--port", type=int, default=0)
+    port_arg = parser.parse_args().port
+    server = grpc.aio.server()
+    dummy_pb2_grpc.add_DummyServiceServicer_to_server(Servicer(), server)
+    port = server.add_insecure_port(f"127.0.0.1:{port_arg}")
+    await server.start()
+    print(f"PORT {port}", flush=True)
+    await server.wait_for_termination()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.exit(0)
