@@ -1,0 +1,81 @@
+"""The documentation's code blocks run: every snippet file's ``main()`` against a real server.
+
+Pages include the files under ``docs/snippets/`` with ``--8<--``; this module runs each one
+against the plain grpc.aio LogService in ``docs/snippets/log_server.py`` on an ephemeral port
+and checks what it printed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Awaitable, Callable
+
+import pytest
+
+from docs.snippets import log_server, patterns, quickstart
+
+from .conftest import REPO_ROOT, WAIT
+
+SNIPPETS = REPO_ROOT / "docs" / "snippets"
+DOCS = REPO_ROOT / "docs"
+
+# Snippet module -> lines its main() must print (in this order).
+EXPECTED: dict[str, list[str]] = {
+    "quickstart": [
+        "healthy: True",
+        "last seq read: 3",
+        "uploaded: 100",
+        "followed: api 1",
+        "followed: api 3",
+    ],
+    "patterns": [
+        "api healthy: True",
+        "missing healthy: False",
+        "tail: [98, 99, 100, 101, 102, 103]",
+        "uploaded: 1000",
+        "followed: ['api 1', 'api 2', 'api 3', 'db 4', 'db 5', 'db 6']",
+    ],
+}
+
+NOT_RUN = {"__init__", "log_server"}
+"""Snippet files that are not client programs (the server is exercised by every test)."""
+
+
+MAINS: dict[str, Callable[[str], Awaitable[None]]] = {
+    "patterns": patterns.main,
+    "quickstart": quickstart.main,
+}
+"""Imported statically so that mypy --strict checks every snippet through this module."""
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+async def test_snippet_runs_against_a_real_server(
+    name: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main = MAINS[name]
+    async with log_server.running() as target:
+        async with asyncio.timeout(WAIT):
+            await main(target)
+    lines = capsys.readouterr().out.splitlines()
+    position = 0
+    for expected in EXPECTED[name]:
+        assert expected in lines[position:], f"{name}: {expected!r} not printed in order"
+        position = lines.index(expected, position) + 1
+
+
+def test_every_snippet_file_is_run() -> None:
+    files = {path.stem for path in SNIPPETS.glob("*.py")} - NOT_RUN
+    assert files == set(EXPECTED) == set(MAINS)
+
+
+def test_every_included_snippet_exists_and_sections_match() -> None:
+    include = re.compile(r'--8<-- "([^"]+?)(?::([\w-]+))?"')
+    for page in DOCS.rglob("*.md"):
+        for path, section in include.findall(page.read_text()):
+            source = REPO_ROOT / path
+            assert source.is_file(), f"{page.name} includes missing {path}"
+            if section:
+                text = source.read_text()
+                assert f"[start:{section}]" in text, f"{page.name}: no section {section} in {path}"
+                assert f"[end:{section}]" in text, f"{page.name}: section {section} not closed"
