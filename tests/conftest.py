@@ -7,6 +7,7 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -147,3 +148,25 @@ async def server_process() -> AsyncIterator[ServerProcess]:
         yield process
     finally:
         await process.kill()
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    *servicers: object, **server_options: Any
+) -> AsyncIterator[tuple[grpcstream.StreamServer, str]]:
+    """An in-process StreamServer on 127.0.0.1:0 with ``servicers``; yields it and its target."""
+    server = grpcstream.StreamServer("127.0.0.1:0", **server_options)
+    for servicer in servicers:
+        server.add(servicer)
+    await server.start()
+    try:
+        yield server, f"127.0.0.1:{server.port}"
+    finally:
+        await server.stop(grace=0)
+
+
+async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
+    """Poll ``condition`` (a status, not a timer) until it holds; fail after ``timeout``."""
+    async with asyncio.timeout(timeout):
+        while not condition():  # noqa: ASYNC110 - polling a status grpc exposes no event for
+            await asyncio.sleep(0.005)

@@ -36,6 +36,15 @@ from ._exceptions import (
 )
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, KeepAlive, KeepAliveEnforcement
 from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
+from ._server import DEFAULT_GRACE, StreamServer
+from ._server_stream import CallContext, RequestStream, ServerStream
+from ._servicer import (
+    StreamServicer,
+    bidi_streaming,
+    client_streaming,
+    server_streaming,
+    unary,
+)
 
 __version__ = "0.1.0"
 
@@ -45,9 +54,11 @@ __all__ = [
     "BidiStream",
     "BrokenStreamError",
     "BusyStreamError",
+    "CallContext",
     "CallHandle",
     "Cancelled",
     "ClientStream",
+    "DEFAULT_GRACE",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_QUEUED",
     "DataLoss",
@@ -62,14 +73,18 @@ __all__ = [
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
+    "RequestStream",
     "ResourceExhausted",
     "ResponseStream",
     "RetryNotPossibleError",
     "RpcError",
     "SendQueue",
     "SendQueueStatistics",
+    "ServerStream",
     "StreamClient",
     "StreamClosedError",
+    "StreamServer",
+    "StreamServicer",
     "StreamState",
     "USE_CLIENT_DEFAULT",
     "Unauthenticated",
@@ -80,5 +95,9 @@ __all__ = [
     "UseClientDefault",
     "WouldBlock",
     "__version__",
+    "bidi_streaming",
+    "client_streaming",
     "connect",
+    "server_streaming",
+    "unary",
 ]

@@ -1,0 +1,279 @@
+"""What a handler gets: CallContext, ServerStream (the send side) and RequestStream.
+
+A ``ServerStream`` funnels every ``send()`` through one SendQueue whose writer task owns
+``context.write()``, so any number of tasks may send. When the client goes away (cancel,
+disconnect, deadline) the queue fails with ``BrokenStreamError``: pending and later sends
+raise it, and producer tasks started with :meth:`ServerStream.spawn` are cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+import grpc
+import grpc.aio
+
+from ._exceptions import BrokenStreamError, Metadata, UsageError
+from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
+
+if TYPE_CHECKING:
+    from typing import Self
+
+__all__ = ["CallContext", "RequestStream", "ServerStream"]
+
+RespT = TypeVar("RespT")
+ReqT = TypeVar("ReqT")
+
+CLIENT_GONE = "the client has gone (cancelled, disconnected or past its deadline)"
+SEND_AFTER_RETURN = "send() after the handler returned: the RPC is over and nothing was sent"
+
+
+def _stream_broken_errors() -> tuple[type[BaseException], ...]:
+    # grpc.aio fails a write on a stream the client has left with a C-core batch error,
+    # sometimes before context.cancelled() turns True; that class has no public name.
+    try:
+        from grpc._cython import cygrpc  # type: ignore[attr-defined]
+    except ImportError:  # pragma: no cover - every grpcio build has it
+        return ()
+    error = getattr(cygrpc, "ExecuteBatchError", None)
+    return (error,) if isinstance(error, type) and issubclass(error, BaseException) else ()
+
+
+_STREAM_BROKEN = _stream_broken_errors()
+_NEVER_CLOSING = asyncio.Event  # a fresh, never-set event when no server drives draining
+
+
+class CallContext:
+    """The per-call view a handler gets: deadline, peer, metadata and drain state.
+
+    Args:
+        context: the grpc.aio servicer context of this call.
+        closing: the server's drain event (set when the server starts shutting down).
+        principal: the authenticated caller, if an auth hook accepted one.
+    """
+
+    __slots__ = ("_closing", "_context", "_principal")
+
+    def __init__(
+        self,
+        context: grpc.aio.ServicerContext[Any, Any],
+        closing: asyncio.Event | None = None,
+        principal: object = None,
+    ) -> None:
+        self._context = context
+        self._closing = closing if closing is not None else _NEVER_CLOSING()
+        self._principal = principal
+
+    @property
+    def closing(self) -> asyncio.Event:
+        """Set when the server starts draining: finish up and return (the RPC then ends OK).
+
+        Streams still open when the server's grace period ends are cancelled.
+        """
+        return self._closing
+
+    @property
+    def principal(self) -> object:
+        """What the server's auth hook returned for this caller (``None`` without auth)."""
+        return self._principal
+
+    @property
+    def grpc_context(self) -> grpc.aio.ServicerContext[Any, Any]:
+        """The underlying grpc.aio context, for anything grpcstream does not wrap."""
+        return self._context
+
+    def cancelled(self) -> bool:
+        """True once the client has cancelled the call (or its deadline passed)."""
+        return self._context.cancelled()
+
+    def done(self) -> bool:
+        """True once the RPC has ended, for any reason."""
+        return self._context.done()
+
+    def time_remaining(self) -> float | None:
+        """Seconds left before the client's deadline, or ``None`` if it set none."""
+        return self._context.time_remaining()
+
+    def peer(self) -> str:
+        """The client's address, as grpc reports it (``ipv4:127.0.0.1:50112``)."""
+        return self._context.peer()
+
+    def invocation_metadata(self) -> Metadata:
+        """The metadata the client sent with the call."""
+        return tuple((key, value) for key, value in self._context.invocation_metadata() or ())
+
+    def set_trailing_metadata(self, metadata: Metadata) -> None:
+        """Trailing metadata to send with the final status (replaces earlier calls)."""
+        self._context.set_trailing_metadata(metadata)
+
+    async def send_initial_metadata(self, metadata: Metadata) -> None:
+        """Send initial metadata now, before the first message (at most once)."""
+        await self._context.send_initial_metadata(metadata)
+
+
+class ServerStream(CallContext, Generic[RespT]):
+    """The send side of a server-streaming or bidi handler; safe from many tasks.
+
+    ``send()`` queues into a bounded send queue drained by one writer task (raw
+    ``context.write()`` from two tasks at once fails the RPC with INTERNAL). When the
+    handler returns, everything queued is written before the status is sent.
+
+    Args:
+        context: the grpc.aio servicer context of this call.
+        closing: the server's drain event.
+        max_queued: the send-queue bound (``DEFAULT_MAX_QUEUED``).
+        principal: the authenticated caller, if any.
+    """
+
+    __slots__ = ("_producers", "_queue")
+
+    def __init__(
+        self,
+        context: grpc.aio.ServicerContext[Any, RespT],
+        closing: asyncio.Event | None = None,
+        *,
+        max_queued: int = DEFAULT_MAX_QUEUED,
+        principal: object = None,
+    ) -> None:
+        super().__init__(context, closing, principal)
+        write = context.write
+
+        async def write_or_break(message: RespT) -> None:
+            try:
+                await write(message)
+            except _STREAM_BROKEN as exc:
+                raise BrokenStreamError(CLIENT_GONE) from exc
+            except Exception as exc:
+                if context.done() or context.cancelled():
+                    raise BrokenStreamError(CLIENT_GONE) from exc
+                raise
+
+        self._queue: SendQueue[RespT] = SendQueue(
+            write_or_break, max_size=max_queued, name="grpcstream-server-writer"
+        )
+        self._producers: set[asyncio.Task[None]] = set()
+
+    async def send(self, message: RespT) -> None:
+        """Queue ``message``, waiting while the send queue is full (backpressure).
+
+        Raises:
+            BrokenStreamError: the client has gone; stop producing. Also raised to every
+                task that was waiting for room.
+            StreamClosedError: the handler already returned.
+
+        Cancellation: atomic; if the waiting task is cancelled the message was not queued.
+        """
+        await self._queue.send(message)
+
+    def send_nowait(self, message: RespT) -> None:
+        """Queue ``message`` if there is room, without waiting.
+
+        Raises:
+            WouldBlock: the send queue is full.
+            BrokenStreamError: the client has gone.
+        """
+        self._queue.send_nowait(message)
+
+    def statistics(self) -> SendQueueStatistics:
+        """A snapshot of the send queue: queued, sent, max size and waiting senders."""
+        return self._queue.statistics()
+
+    def spawn(self, producer: Coroutine[Any, Any, None], *, name: str | None = None) -> None:
+        """Run ``producer`` as a task that ends with this RPC.
+
+        When the handler returns, it waits for spawned producers before the final status.
+        If the client goes away, or a producer raises, the other producers are cancelled;
+        a producer's exception then ends the RPC as if the handler had raised it.
+
+        Raises:
+            UsageError: the RPC is already over.
+        """
+        if self._queue.closed or self._context.done():
+            producer.close()
+            raise UsageError("spawn() after the RPC ended")
+        task = asyncio.get_running_loop().create_task(
+            producer, name=name or "grpcstream-server-producer"
+        )
+        self._producers.add(task)
+        task.add_done_callback(self._producer_done)
+
+    def _producer_done(self, task: asyncio.Task[None]) -> None:
+        self._producers.discard(task)
+        if task.cancelled():
+            return
+        if task.exception() is not None:
+            for other in self._producers:
+                other.cancel()
+
+    # -- used by the handler adapters ------------------------------------------------------
+
+    def _client_gone(self) -> None:
+        self._queue.fail(BrokenStreamError(CLIENT_GONE))
+        for task in self._producers:
+            task.cancel()
+
+    async def _finish(self) -> None:
+        """Handler returned: wait for producers, then flush everything queued."""
+        while self._producers:
+            done, _ = await asyncio.wait(list(self._producers))
+            for task in done:
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        await self._queue.close()
+        self._queue.fail(UsageError(SEND_AFTER_RETURN))
+
+    async def _abandon(self, *, flush: bool = False) -> None:
+        """Handler failed or was cancelled: stop producers, optionally flush, stop the writer."""
+        tasks = list(self._producers)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks)
+        if flush:
+            with contextlib.suppress(Exception):
+                await self._queue.close()
+        await self._queue.aclose()
+
+
+class RequestStream(Generic[ReqT]):
+    """The client's messages in a client-streaming or bidi handler.
+
+    ``async for request in requests`` yields typed messages and ends when the client
+    half-closes. Only one task may iterate at a time.
+    """
+
+    __slots__ = ("_context", "_done", "_received")
+
+    def __init__(self, context: grpc.aio.ServicerContext[ReqT, Any]) -> None:
+        self._context = context
+        self._done = False
+        self._received = 0
+
+    def __aiter__(self) -> Self:
+        return self
+
+    async def __anext__(self) -> ReqT:
+        if self._done:
+            raise StopAsyncIteration
+        message: object = await self._context.read()
+        if message is grpc.aio.EOF:
+            self._done = True
+            raise StopAsyncIteration
+        self._received += 1
+        return message  # type: ignore[return-value]
+
+    async def receive(self) -> ReqT:
+        """Return the next message.
+
+        Raises:
+            StopAsyncIteration: the client has half-closed.
+        """
+        return await self.__anext__()
+
+    @property
+    def received(self) -> int:
+        """How many messages have been received so far."""
+        return self._received

@@ -1,0 +1,226 @@
+"""StreamServicer and the four handler adapters that turn typed handlers into grpc.aio ones.
+
+An adapter (``@grpcstream.server_streaming`` and friends) wraps a handler written against
+grpcstream's types (``ServerStream``, ``RequestStream``, ``CallContext``) into the shape
+grpc.aio expects, and owns the error boundary: a raised ``RpcError`` becomes that status,
+anything else becomes INTERNAL with a generic message (the traceback is logged, never sent).
+The wrapped methods still type-check as overrides of the generated servicer base class.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any, NoReturn, TypeVar, cast
+
+import grpc
+import grpc.aio
+
+from ._exceptions import BrokenStreamError, RpcError
+from ._send_queue import DEFAULT_MAX_QUEUED
+from ._server_stream import CallContext, RequestStream, ServerStream
+
+__all__ = [
+    "INTERNAL_ERROR_DETAILS",
+    "StreamServicer",
+    "bidi_streaming",
+    "client_streaming",
+    "server_streaming",
+    "unary",
+]
+
+logger = logging.getLogger("grpcstream.server")
+
+S = TypeVar("S")
+ReqT = TypeVar("ReqT")
+RespT = TypeVar("RespT")
+
+INTERNAL_ERROR_DETAILS = "internal server error"
+"""The only details a client sees when a handler raises something other than RpcError."""
+
+CLIENT_GONE_GRACE = 0.5
+"""Seconds a streaming handler gets to return after the client went away, before it is
+cancelled: enough to see ``BrokenStreamError`` from ``send()`` and clean up."""
+
+ServicerContext = grpc.aio.ServicerContext
+RequestsArg = AsyncIterator[ReqT] | Iterator[ReqT]
+
+
+class StreamServicer:
+    """Base class for grpcstream servicers; subclass it with the generated servicer.
+
+    ``class LogService(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer)``:
+    decorate each method with the adapter for its pattern. ``StreamServer.add()`` connects
+    the servicer to the server's drain signal and send-queue settings.
+
+    Attributes:
+        max_queued: the send-queue bound of this servicer's ``ServerStream``s.
+    """
+
+    max_queued: int = DEFAULT_MAX_QUEUED
+    _grpcstream_closing: asyncio.Event | None = None
+
+    def _grpcstream_bind(self, closing: asyncio.Event) -> None:
+        self._grpcstream_closing = closing
+
+
+def _closing_of(servicer: object) -> asyncio.Event | None:
+    return getattr(servicer, "_grpcstream_closing", None)
+
+
+def _max_queued_of(servicer: object) -> int:
+    value = getattr(servicer, "max_queued", DEFAULT_MAX_QUEUED)
+    return value if isinstance(value, int) and value >= 1 else DEFAULT_MAX_QUEUED
+
+
+async def _end_with(
+    context: ServicerContext[Any, Any], error: BaseException, method: str
+) -> NoReturn:
+    """End the RPC with the status ``error`` stands for (INTERNAL if it is not an RpcError)."""
+    if isinstance(error, RpcError):
+        await context.abort(error.code, error.details, error.trailing_metadata)
+    logger.error("handler %s raised; the client gets INTERNAL", method, exc_info=error)
+    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_DETAILS)
+
+
+def unary(
+    handler: Callable[[S, ReqT, CallContext], Awaitable[RespT]],
+) -> Callable[[S, ReqT, ServicerContext[ReqT, RespT]], Awaitable[RespT]]:
+    """Adapt a request-response handler: ``async def M(self, request, context) -> Reply``.
+
+    Raising an ``RpcError`` subclass ends the RPC with that status, details and trailing
+    metadata; any other exception ends it with INTERNAL and a generic message.
+    """
+    method = handler.__qualname__
+
+    @functools.wraps(handler)
+    async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> RespT:
+        call = CallContext(context, _closing_of(self))
+        try:
+            return await handler(self, request, call)
+        except Exception as exc:
+            await _end_with(context, exc, method)
+
+    return adapted
+
+
+def client_streaming(
+    handler: Callable[[S, RequestStream[ReqT], CallContext], Awaitable[RespT]],
+) -> Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], Awaitable[RespT]]:
+    """Adapt a client-streaming handler: ``async def M(self, requests, context) -> Reply``.
+
+    ``requests`` is a :class:`RequestStream` that ends at the client's half-close. Errors
+    are handled as in :func:`unary`.
+    """
+    method = handler.__qualname__
+
+    @functools.wraps(handler)
+    async def adapted(
+        self: S, requests: RequestsArg[ReqT], context: ServicerContext[ReqT, RespT]
+    ) -> RespT:
+        call = CallContext(context, _closing_of(self))
+        try:
+            return await handler(self, RequestStream(context), call)
+        except Exception as exc:
+            await _end_with(context, exc, method)
+
+    return adapted
+
+
+def server_streaming(
+    handler: Callable[[S, ReqT, ServerStream[RespT]], Awaitable[None]],
+) -> Callable[[S, ReqT, ServicerContext[ReqT, RespT]], AsyncIterator[RespT]]:
+    """Adapt a server-streaming handler: ``async def M(self, request, stream) -> None``.
+
+    ``stream`` is a :class:`ServerStream`: ``send()`` from any number of tasks. Returning
+    ends the RPC with OK once everything sent is written. When the client goes away,
+    pending and later sends raise ``BrokenStreamError`` and spawned producers are
+    cancelled; a handler still running ``CLIENT_GONE_GRACE`` seconds later is cancelled.
+    Errors are handled as in :func:`unary`.
+    """
+    method = handler.__qualname__
+
+    @functools.wraps(handler)
+    async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> None:
+        stream = ServerStream(context, _closing_of(self), max_queued=_max_queued_of(self))
+        await _run_streaming(handler(self, request, stream), stream, context, method)
+
+    # grpc.aio runs coroutine handlers with the reader/writer API; the declared type is
+    # what the generated servicer base expects, so the override type-checks.
+    return cast(Callable[[S, ReqT, ServicerContext[ReqT, RespT]], AsyncIterator[RespT]], adapted)
+
+
+def bidi_streaming(
+    handler: Callable[[S, RequestStream[ReqT], ServerStream[RespT]], Awaitable[None]],
+) -> Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]]:
+    """Adapt a bidi handler: ``async def M(self, requests, stream) -> None``.
+
+    Read ``requests`` and ``send()`` on ``stream`` concurrently (for instance with
+    ``stream.spawn()``). Behaves like :func:`server_streaming` otherwise.
+    """
+    method = handler.__qualname__
+
+    @functools.wraps(handler)
+    async def adapted(
+        self: S, requests: RequestsArg[ReqT], context: ServicerContext[ReqT, RespT]
+    ) -> None:
+        stream = ServerStream(context, _closing_of(self), max_queued=_max_queued_of(self))
+        await _run_streaming(handler(self, RequestStream(context), stream), stream, context, method)
+
+    return cast(
+        Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]],
+        adapted,
+    )
+
+
+async def _run_streaming(
+    body: Awaitable[None],
+    stream: ServerStream[Any],
+    context: ServicerContext[Any, Any],
+    method: str,
+) -> None:
+    # The handler runs in its own task so that when grpc cancels this one (client gone,
+    # server past its grace period) the handler sees BrokenStreamError from send() and can
+    # clean up, instead of a bare CancelledError at whatever it was awaiting.
+    task = asyncio.get_running_loop().create_task(
+        _as_coroutine(body), name=f"grpcstream-handler {method}"
+    )
+    try:
+        await asyncio.wait((task,))
+    except asyncio.CancelledError:
+        stream._client_gone()
+        await _reap(task)
+        await stream._abandon()
+        raise
+    error = task.exception()
+    if error is None:
+        try:
+            await stream._finish()
+            return
+        except BrokenStreamError:
+            await stream._abandon()
+            return
+        except Exception as exc:  # a producer's failure
+            error = exc
+    # What the handler sent before failing still reaches the client, ahead of the status.
+    await stream._abandon(flush=not isinstance(error, BrokenStreamError))
+    if isinstance(error, BrokenStreamError):
+        return  # the client left; there is nobody to tell
+    await _end_with(context, error, method)
+
+
+async def _reap(task: asyncio.Task[None]) -> None:
+    _, pending = await asyncio.wait((task,), timeout=CLIENT_GONE_GRACE)
+    if pending:
+        task.cancel()
+        await asyncio.wait((task,))
+    if not task.cancelled() and task.exception() is not None:
+        error = task.exception()
+        if not isinstance(error, BrokenStreamError | RpcError):
+            logger.error("handler raised after the client left", exc_info=error)
+
+
+async def _as_coroutine(awaitable: Awaitable[None]) -> None:
+    await awaitable

@@ -1,0 +1,97 @@
+"""A DummyService written with grpcstream's server API, driven by the request's ``value``."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpcstream
+from grpcstream_demo import dummy_pb2_grpc
+from grpcstream_demo.dummy_pb2 import Reply, Req
+
+PRODUCERS = 16
+PER_PRODUCER = 1000
+
+
+class DummyStreamService(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):
+    """Modes (``Req.value``) select the behaviour a test needs; events record what happened."""
+
+    def __init__(self) -> None:
+        self.send_failed = asyncio.Event()
+        self.producer_ended = asyncio.Event()
+        self.handler_returned = asyncio.Event()
+        self.handler_started = asyncio.Event()
+        self.calls = 0
+
+    @grpcstream.unary
+    async def Unary(self, request: Req, context: grpcstream.CallContext) -> Reply:
+        self.calls += 1
+        if request.value == "not_found":
+            raise grpcstream.NotFound("no such log", trailing_metadata=(("retry-hint", "no"),))
+        if request.value == "boom":
+            raise ValueError("secret at /srv/app/secrets.py: hunter2")
+        if request.value == "metadata":
+            return Reply(value=str(dict(context.invocation_metadata()).get("x-tag", "")))
+        return Reply(value=request.value, seq=request.seq)
+
+    @grpcstream.server_streaming
+    async def ServerStream(self, request: Req, stream: grpcstream.ServerStream[Reply]) -> None:
+        self.calls += 1
+        if request.value == "producers":
+            await self._producers(stream)
+        elif request.value == "endless":
+            await self._endless(stream)
+        elif request.value == "closing":
+            await stream.send(Reply(value="hello"))
+            await stream.closing.wait()
+            await stream.send(Reply(value="bye"))
+        elif request.value == "fail_after":
+            for seq in range(request.seq):
+                await stream.send(Reply(seq=seq))
+            raise grpcstream.Aborted("stopped on purpose")
+        else:
+            for seq in range(request.seq):
+                await stream.send(Reply(seq=seq))
+
+    async def _producers(self, stream: grpcstream.ServerStream[Reply]) -> None:
+        async def produce(producer: int) -> None:
+            for seq in range(PER_PRODUCER):
+                await stream.send(Reply(producer=producer, seq=seq))
+
+        for producer in range(PRODUCERS):
+            stream.spawn(produce(producer))
+
+    async def _endless(self, stream: grpcstream.ServerStream[Reply]) -> None:
+        async def produce() -> None:
+            try:
+                await asyncio.Event().wait()
+            finally:
+                self.producer_ended.set()
+
+        stream.spawn(produce())
+        self.handler_started.set()
+        try:
+            seq = 0
+            while True:
+                seq += 1
+                await stream.send(Reply(seq=seq))
+        except grpcstream.BrokenStreamError:
+            self.send_failed.set()
+            raise
+        finally:
+            self.handler_returned.set()
+
+    @grpcstream.client_streaming
+    async def ClientStream(
+        self, requests: grpcstream.RequestStream[Req], context: grpcstream.CallContext
+    ) -> Reply:
+        self.calls += 1
+        seqs = [request.seq async for request in requests]
+        return Reply(seq=len(seqs), value=",".join(map(str, seqs[:5])))
+
+    @grpcstream.bidi_streaming
+    async def Bidi(
+        self, requests: grpcstream.RequestStream[Req], stream: grpcstream.ServerStream[Reply]
+    ) -> None:
+        self.calls += 1
+        async for request in requests:
+            await stream.send(Reply(seq=request.seq, value=request.value))
