@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from docs.snippets import log_server, patterns, quickstart
+from docs.snippets import backpressure, cancellation, client, log_server, patterns, quickstart
 
 from .conftest import REPO_ROOT, WAIT
 
@@ -22,6 +22,23 @@ DOCS = REPO_ROOT / "docs"
 
 # Snippet module -> lines its main() must print (in this order).
 EXPECTED: dict[str, list[str]] = {
+    "backpressure": [
+        "uploaded: 1000",
+        "statistics: SendQueueStatistics(queued=8, sent=0, max_size=8, waiting_senders=0)",
+        "sent 8, dropped 92",
+    ],
+    "cancellation": [
+        "after timeout=0.5: DEADLINE_EXCEEDED",
+        "after task.cancel(): CANCELLED",
+        "after cancel(): CANCELLED",
+        "asyncio.timeout expired; the RPC was cancelled",
+    ],
+    "client": [
+        "first entries: [1, 2, 3, 4, 5]",
+        "code: OK",
+        "trailers: {'x-entries': '10'}",
+        "follower ended: CANCELLED",
+    ],
     "quickstart": [
         "healthy: True",
         "last seq read: 3",
@@ -43,6 +60,9 @@ NOT_RUN = {"__init__", "log_server"}
 
 
 MAINS: dict[str, Callable[[str], Awaitable[None]]] = {
+    "backpressure": backpressure.main,
+    "cancellation": cancellation.main,
+    "client": client.main,
     "patterns": patterns.main,
     "quickstart": quickstart.main,
 }

@@ -63,6 +63,7 @@ class LogService(logs_pb2_grpc.LogServiceServicer):
             summary.last_seq = entry.seq
             digest.update(entry.message.encode())
         summary.sha256 = digest.hexdigest()
+        context.set_trailing_metadata((("x-entries", str(summary.received)),))
         return summary
 
     async def Follow(
