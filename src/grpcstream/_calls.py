@@ -21,11 +21,12 @@ from ._exceptions import (
     SEND_ON_CLOSED,
     BusyStreamError,
     Cancelled,
+    DeadlineExceeded,
+    Internal,
     Metadata,
     RpcError,
     StreamClosedError,
     UsageError,
-    from_aio_error,
     rpc_error,
 )
 from ._send_queue import SendQueue, SendQueueStatistics
@@ -41,6 +42,14 @@ RespT = TypeVar("RespT")
 CANCELLED_LOCALLY = "the call was cancelled by the client"
 NOT_ENTERED = "use the stream as an async context manager: `async with client.{}(...) as s`"
 NOT_FINISHED = "the call has not finished yet; read this after the stream has ended"
+UNPARSEABLE = "a response from the server could not be deserialized: {}"
+HIDDEN_DEADLINE = "Deadline Exceeded (grpc reported it as INTERNAL while a write was pending)"
+
+# grpc.aio replaces a call's real status with this one when a pending write fails in the
+# C-core (for example when the deadline expires while flow control blocks the write).
+_CORE_INTERNAL = "Internal error from Core"
+# How close to the deadline such a failure must be to count as the deadline expiring.
+_DEADLINE_SLACK = 0.05
 
 
 class _Phase(enum.Enum):
@@ -104,11 +113,48 @@ class CallHandle:
 
     async def code(self) -> grpc.StatusCode:
         """The final status code; waits until the call has finished."""
-        return await self._require_call().code()
+        call = self._require_call()
+        code = await call.code()
+        details = await call.details()
+        return self._translate(code, details, None).code if code is not grpc.StatusCode.OK else code
 
     async def details(self) -> str:
         """The final status message; waits until the call has finished."""
-        return await self._require_call().details() or ""
+        call = self._require_call()
+        code = await call.code()
+        details = await call.details() or ""
+        if code is grpc.StatusCode.OK:
+            return details
+        return self._translate(code, details, None).details
+
+    def _translate(
+        self, code: grpc.StatusCode, details: str | None, trailing_metadata: object
+    ) -> RpcError:
+        """The typed error for a non-OK status; the one place grpc statuses become errors.
+
+        grpc.aio reports ``INTERNAL: Internal error from Core`` instead of the real status
+        when a write that is waiting for flow control fails because the deadline expired.
+        That case is reported as the ``DeadlineExceeded`` it is.
+        """
+        call = self._call
+        if code is grpc.StatusCode.INTERNAL and details == _CORE_INTERNAL and call is not None:
+            remaining = call.time_remaining()
+            if remaining is not None and remaining <= _DEADLINE_SLACK:
+                return DeadlineExceeded(
+                    HIDDEN_DEADLINE,
+                    trailing_metadata=_pairs(trailing_metadata),
+                    code=grpc.StatusCode.DEADLINE_EXCEEDED,
+                )
+        return rpc_error(code, details, trailing_metadata)
+
+    def _from_aio(self, exc: grpc.aio.AioRpcError) -> RpcError:
+        return self._translate(exc.code(), exc.details(), exc.trailing_metadata())
+
+    def _unparseable(self) -> Internal:
+        """Cancel the RPC because a response did not deserialize, and return the error."""
+        error = Internal(UNPARSEABLE.format(self._method_name), code=grpc.StatusCode.INTERNAL)
+        self._cancel(error)
+        return error
 
     def cancel(self) -> bool:
         """Cancel the RPC now. Idempotent; safe from any task or from a callback.
@@ -213,7 +259,7 @@ class CallHandle:
         code = await call.code()
         if code is grpc.StatusCode.OK:
             return None
-        return rpc_error(code, await call.details(), await call.trailing_metadata())
+        return self._translate(code, await call.details(), await call.trailing_metadata())
 
     async def _close(self, exc: BaseException | None) -> None:
         """Leave the block: finish or cancel the call, then reap every task we started."""
@@ -306,16 +352,22 @@ class ResponseStream(CallHandle, Generic[RespT]):
 async def _read(handle: CallHandle, call: Any) -> object:
     """One ``call.read()``, with grpc's errors and local cancellation made typed."""
     try:
-        return await call.read()
+        message = await call.read()
     except grpc.aio.AioRpcError as exc:
-        handle._fail_sending(from_aio_error(exc))
+        error = handle._from_aio(exc)
+        handle._fail_sending(error)
         handle._raise_producer_error()
-        raise from_aio_error(exc) from exc
+        raise error from exc
     except asyncio.CancelledError:
         replacement = handle._locally_cancelled_error()
         if replacement is None:
             raise
         raise replacement from None
+    if message is None:
+        # grpc.aio logs the deserializer's exception and hands out None, leaving the
+        # stream open; a protobuf deserializer never returns None otherwise.
+        raise handle._unparseable()
+    return message
 
 
 class _Sender(CallHandle, Generic[ReqT]):
@@ -335,7 +387,7 @@ class _Sender(CallHandle, Generic[ReqT]):
             try:
                 await call.write(message)
             except grpc.aio.AioRpcError as exc:
-                raise from_aio_error(exc) from exc
+                raise self._from_aio(exc) from exc
             except (asyncio.InvalidStateError, grpc.aio.UsageError):
                 raise await self._ended_error() from None
 
@@ -343,7 +395,7 @@ class _Sender(CallHandle, Generic[ReqT]):
             try:
                 await call.done_writing()
             except grpc.aio.AioRpcError as exc:
-                raise from_aio_error(exc) from exc
+                raise self._from_aio(exc) from exc
 
         self._queue = SendQueue(
             write,
@@ -377,7 +429,7 @@ class _Sender(CallHandle, Generic[ReqT]):
         if grpc_code is None or grpc_code is grpc.StatusCode.OK:
             queue.fail(StreamClosedError(SEND_ON_CLOSED))
         else:
-            queue.fail(rpc_error(grpc_code, status.details(), status.trailing_metadata()))
+            queue.fail(self._translate(grpc_code, status.details(), status.trailing_metadata()))
 
     def _fail_sending(self, error: BaseException) -> None:
         if self._queue is not None:
@@ -449,7 +501,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
     ``response()``); leaving it with an exception cancels the RPC.
     """
 
-    __slots__ = ("_open_call", "_response", "_response_error")
+    __slots__ = ("_open_call", "_received_status", "_response", "_response_error")
 
     def __init__(
         self,
@@ -461,6 +513,8 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
         super().__init__(method_name, on_exit, max_queued)
         self._open_call = open_call
         self._response: RespT | None = None
+        self._response_error: BaseException | None = None
+        self._received_status = False
 
     async def __aenter__(self) -> Self:
         call = self._open_call()
@@ -477,20 +531,41 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
         await self._close(exc)
 
     async def close_and_receive(self) -> RespT:
-        """Half-close (after every queued message is written) and return the response.
+        """Half-close and return the response.
 
-        Idempotent: a second call returns the same response.
+        First waits for producers started with ``spawn()`` to finish, then half-closes
+        once every queued message is written, then waits for the server's response.
+        Idempotent: a second call returns the same response (or raises the same error).
+        Once it has raised the call's status, leaving the block does not raise it again.
 
         Raises:
-            RpcError: the server ended the call with a non-OK status (typed subclass).
+            RpcError: the server ended the call with a non-OK status (typed subclass);
+                ``DeadlineExceeded`` when the call's timeout expires meanwhile;
+                ``Internal`` if the response could not be deserialized.
             Exception: whatever a spawned producer raised.
 
         Cancellation: cancelling the waiting task cancels the RPC when the block exits.
         """
         if self._response is not None:
             return self._response
+        if self._response_error is not None:
+            raise self._response_error
+        try:
+            response = await self._receive()
+        except asyncio.CancelledError:
+            raise
+        except BaseException as exc:
+            self._response_error = exc
+            self._received_status = True
+            raise
+        self._received_status = True
+        self._response = response
+        return response
+
+    async def _receive(self) -> RespT:
         queue = self._require_queue()
         call: grpc.aio.StreamUnaryCall[ReqT, RespT] = self._require_call()  # type: ignore[assignment]
+        await self._wait_producers()
         try:
             await queue.close()
         except RpcError:
@@ -502,13 +577,14 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
             response = await call
         except grpc.aio.AioRpcError as exc:
             self._raise_producer_error()
-            raise from_aio_error(exc) from exc
+            raise self._from_aio(exc) from exc
         except asyncio.CancelledError:
             replacement = self._locally_cancelled_error()
             if replacement is None:
                 raise
             raise replacement from None
-        self._response = response
+        if response is None:
+            raise self._unparseable()  # grpc.aio logged the deserializer's error
         return response
 
     def response(self) -> RespT:
@@ -522,7 +598,8 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
         return self._response
 
     async def _finish(self) -> None:
-        await self._wait_producers()
+        if self._received_status:
+            return  # close_and_receive() already returned the response or raised the error
         await self.close_and_receive()
 
 

@@ -11,8 +11,8 @@ import grpc
 import grpc.aio
 
 from ._base import USE_CLIENT_DEFAULT, UseClientDefault
-from ._calls import BidiStream, CallHandle, ClientStream, ResponseStream
-from ._exceptions import StreamClosedError, map_grpc_errors
+from ._calls import UNPARSEABLE, BidiStream, CallHandle, ClientStream, ResponseStream
+from ._exceptions import Internal, StreamClosedError, map_grpc_errors
 from ._options import ChannelOption, KeepAlive, message_size_options
 from ._send_queue import DEFAULT_MAX_QUEUED
 
@@ -134,16 +134,21 @@ class StreamClient(Generic[StubT]):
 
         Raises:
             RpcError: the server's non-OK status as its typed subclass (``Unavailable``,
-                ``DeadlineExceeded`` when ``timeout`` expires, ...).
+                ``DeadlineExceeded`` when ``timeout`` expires, ...); ``Internal`` if the
+                response could not be deserialized.
             StreamClosedError: the client was closed.
 
         Cancellation: cancelling the awaiting task cancels the RPC.
         """
         self._check_open()
         with map_grpc_errors():
-            return await method(
+            response = await method(
                 request, timeout=self._timeout_for(timeout), metadata=self._metadata_for(metadata)
             )
+        if response is None:
+            # grpc.aio logs a deserializer failure and returns None instead of raising.
+            raise Internal(UNPARSEABLE.format(_method_name(method)))
+        return response
 
     def server_stream(
         self,
