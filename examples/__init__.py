@@ -1,0 +1,1 @@
+"""Runnable grpcstream examples; run each with ``python -m examples.<name>.<program>``."""

@@ -1,0 +1,1 @@
+"""The smallest grpcstream client and server: one request, one response."""
