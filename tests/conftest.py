@@ -96,8 +96,10 @@ def grpcstream_tasks() -> set[asyncio.Task[object]]:
 class ServerProcess:
     """``tests.subprocess_server`` in a child process that a test can SIGKILL and restart."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, module: str = "tests.subprocess_server", *args: str) -> None:
         self.port = port
+        self.module = module
+        self.args = args
         self._process: asyncio.subprocess.Process | None = None
 
     async def start(self) -> str:
@@ -105,9 +107,10 @@ class ServerProcess:
         self._process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "tests.subprocess_server",
+            self.module,
             "--port",
             str(self.port),
+            *self.args,
             cwd=REPO_ROOT,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -131,6 +134,12 @@ class ServerProcess:
                     return line
 
         return await asyncio.wait_for(find(), timeout)
+
+    @property
+    def process(self) -> asyncio.subprocess.Process:
+        """The running child process."""
+        assert self._process is not None
+        return self._process
 
     async def kill(self) -> None:
         """SIGKILL the server and wait until it is gone."""

@@ -44,6 +44,9 @@ class DummyStreamService(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceS
             await stream.send(Reply(value="hello"))
             await stream.closing.wait()
             await stream.send(Reply(value="bye"))
+        elif request.value == "hold":
+            await stream.send(Reply(value="hello"))
+            await asyncio.Event().wait()  # ignores closing: cancelled when the grace ends
         elif request.value == "fail_after":
             for seq in range(request.seq):
                 await stream.send(Reply(seq=seq))

@@ -1,0 +1,119 @@
+"""StreamServer lifecycle: SIGTERM drain in a real process, health, reflection, keepalive."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+
+import grpc
+import grpc.aio
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+import grpcstream
+from grpcstream_demo import dummy_pb2_grpc
+from grpcstream_demo.dummy_pb2 import Reply, Req
+
+from .conftest import WAIT, ServerProcess, serving
+from .dummy_servicer import DummyStreamService
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+OPEN_STREAMS = 10
+IDLE_SECONDS = 4.5  # grpc clients ping at most once a second; 3 strikes earn a GOAWAY
+
+
+async def _read(call: grpc.aio.UnaryStreamCall[Req, Reply]) -> Reply:
+    reply = await call.read()
+    assert isinstance(reply, Reply)
+    return reply
+
+
+async def test_sigterm_drains_open_streams_then_exits_zero() -> None:
+    process = ServerProcess(0, "tests.subprocess_stream_server", "--grace", "3")
+    target = await process.start()
+    try:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = dummy_pb2_grpc.DummyServiceStub(channel)
+            watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
+            assert (await watch.read()).status == SERVING
+            finishing = [stub.ServerStream(Req(value="closing")) for _ in range(OPEN_STREAMS)]
+            holding = stub.ServerStream(Req(value="hold"))  # ignores closing
+            for call in [*finishing, holding]:
+                assert (await _read(call)).value == "hello"
+
+            process.process.send_signal(signal.SIGTERM)
+
+            async with asyncio.timeout(WAIT):
+                assert (await watch.read()).status == NOT_SERVING
+                for call in finishing:  # they saw `closing`, said goodbye and ended OK
+                    assert (await _read(call)).value == "bye"
+                    assert await call.read() is grpc.aio.EOF
+                    assert await call.code() is grpc.StatusCode.OK
+            assert not holding.done()
+            async with grpc.aio.insecure_channel(target) as fresh:  # new RPCs are refused
+                with pytest.raises(grpc.aio.AioRpcError) as refused:
+                    await dummy_pb2_grpc.DummyServiceStub(fresh).Unary(Req(), timeout=WAIT)
+                assert refused.value.code() is grpc.StatusCode.UNAVAILABLE
+            async with asyncio.timeout(WAIT):  # the holdout is cancelled when grace ends
+                assert await holding.code() is not grpc.StatusCode.OK
+                await process.wait_line("STOPPED")
+                assert await process.process.wait() == 0
+    finally:
+        await process.kill()
+
+
+async def test_health_check_and_watch_follow_the_drain() -> None:
+    async with serving(DummyStreamService(), health=True) as (server, target):
+        async with grpc.aio.insecure_channel(target) as channel:
+            health = health_pb2_grpc.HealthStub(channel)
+            service = "grpcstream.demo.testing.v1.DummyService"
+            response = await health.Check(health_pb2.HealthCheckRequest(service=service))
+            assert response.status == SERVING
+            assert (await health.Check(health_pb2.HealthCheckRequest())).status == SERVING
+            watch = health.Watch(health_pb2.HealthCheckRequest(service=service))
+            assert (await watch.read()).status == SERVING
+            stopping = asyncio.create_task(server.stop(grace=1.0))
+            async with asyncio.timeout(WAIT):
+                assert (await watch.read()).status == NOT_SERVING
+                await stopping
+
+
+async def test_reflection_lists_the_services() -> None:
+    async with serving(DummyStreamService(), reflection=True) as (_, target):
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+            call = stub.ServerReflectionInfo()
+            await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            response = await call.read()
+            await call.done_writing()
+            assert isinstance(response, reflection_pb2.ServerReflectionResponse)
+            names = {s.name for s in response.list_services_response.service}
+            assert "grpcstream.demo.testing.v1.DummyService" in names
+            call.cancel()
+
+
+async def _idle_stream_survives(target: str, keepalive: grpcstream.KeepAlive) -> bool:
+    """Hold a stream idle through several keepalive pings; True if it is still open."""
+    async with grpcstream.connect(target, keepalive=keepalive) as channel:
+        holding = dummy_pb2_grpc.DummyServiceStub(channel).ServerStream(Req(value="hold"))
+        assert (await _read(holding)).value == "hello"
+        reader = asyncio.create_task(holding.read())
+        # Waiting out a span is the point here: nothing may happen during it.
+        await asyncio.wait((reader,), timeout=IDLE_SECONDS)
+        survived = not reader.done()
+        holding.cancel()
+        await asyncio.wait((reader,))
+        return survived
+
+
+async def test_keepalive_presets_agree_on_a_long_idle_stream() -> None:
+    """Fast pings that grpc's default enforcement answers with GOAWAY are accepted."""
+    client_keepalive = grpcstream.KeepAlive(time=0.05, timeout=5.0)
+    enforcement = grpcstream.KeepAliveEnforcement(min_ping_interval=0.05)
+    assert enforcement.accepts(client_keepalive)
+    async with serving(DummyStreamService(), keepalive=enforcement) as (_, target):
+        assert await _idle_stream_survives(target, client_keepalive)
+    async with serving(DummyStreamService(), keepalive=None) as (_, target):  # the control
+        assert not await _idle_stream_survives(target, client_keepalive)
