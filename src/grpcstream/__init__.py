@@ -6,7 +6,7 @@ The public API lives here; everything else is in private modules.
 from __future__ import annotations
 
 from ._base import USE_CLIENT_DEFAULT, StreamState, UseClientDefault
-from ._calls import BidiStream, CallHandle, ClientStream, ResponseStream
+from ._calls import BidiStream, CallHandle, ClientStream, ResponseStream, UnaryCall
 from ._client import MetadataArg, StreamClient, connect
 from ._exceptions import (
     Aborted,
@@ -87,6 +87,7 @@ __all__ = [
     "StreamServicer",
     "StreamState",
     "USE_CLIENT_DEFAULT",
+    "UnaryCall",
     "Unauthenticated",
     "Unavailable",
     "Unimplemented",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -34,7 +34,7 @@ from ._send_queue import SendQueue, SendQueueStatistics
 if TYPE_CHECKING:
     from typing import Self
 
-__all__ = ["BidiStream", "CallHandle", "ClientStream", "ResponseStream"]
+__all__ = ["BidiStream", "CallHandle", "ClientStream", "ResponseStream", "UnaryCall"]
 
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
@@ -282,6 +282,56 @@ class CallHandle:
 
     async def _release(self) -> None:
         """Wait for helper tasks (the writer) to end; overridden by senders."""
+
+
+class UnaryCall(CallHandle, Generic[RespT]):
+    """A request-response call in flight: ``await`` it for the response.
+
+    Returned by ``StreamClient.unary_call()``. The RPC starts at once; awaiting the handle
+    (any number of times, from any task) returns the response or raises its typed error.
+    Unlike ``StreamClient.unary()`` it keeps the status and metadata readable:
+    ``initial_metadata()``, ``trailing_metadata()``, ``code()`` and ``details()``.
+    ``cancel()`` cancels the RPC; a task awaiting it then gets ``Cancelled``.
+    """
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        method_name: str,
+        call: grpc.aio.UnaryUnaryCall[Any, RespT],
+        on_exit: Callable[[CallHandle], None],
+    ) -> None:
+        super().__init__(method_name, on_exit)
+        self._enter(call)
+        call.add_done_callback(lambda _: on_exit(self))
+
+    def __await__(self) -> Generator[Any, None, RespT]:
+        return self._response().__await__()
+
+    async def _response(self) -> RespT:
+        call: grpc.aio.UnaryUnaryCall[Any, RespT] = self._require_call()  # type: ignore[assignment]
+        try:
+            response = await call
+        except grpc.aio.AioRpcError as exc:
+            raise self._from_aio(exc) from exc
+        except asyncio.CancelledError:
+            replacement = self._locally_cancelled_error()
+            if replacement is None:
+                raise  # the awaiting task was cancelled; grpc.aio cancelled the RPC
+            raise replacement from None
+        if response is None:
+            raise self._unparseable()  # grpc.aio logged the deserializer's error
+        return response
+
+    def spawn(self, producer: Coroutine[Any, Any, None], *, name: str | None = None) -> None:
+        """Not available: a unary call has no request stream to produce for.
+
+        Raises:
+            UsageError: always.
+        """
+        producer.close()
+        raise UsageError("spawn() is for streams; a unary call has nothing to produce")
 
 
 class ResponseStream(CallHandle, Generic[RespT]):
@@ -711,6 +761,7 @@ def _pairs(metadata: object) -> Metadata:
 
 def _pattern_name(handle: CallHandle) -> str:
     return {
+        UnaryCall: "unary_call",
         ResponseStream: "server_stream",
         ClientStream: "client_stream",
         BidiStream: "bidi_stream",

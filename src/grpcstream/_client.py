@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import weakref
 from collections.abc import Callable, Sequence
 from types import TracebackType
@@ -11,8 +12,8 @@ import grpc
 import grpc.aio
 
 from ._base import USE_CLIENT_DEFAULT, UseClientDefault
-from ._calls import UNPARSEABLE, BidiStream, CallHandle, ClientStream, ResponseStream
-from ._exceptions import Internal, StreamClosedError, map_grpc_errors
+from ._calls import BidiStream, CallHandle, ClientStream, ResponseStream, UnaryCall
+from ._exceptions import StreamClosedError
 from ._options import ChannelOption, KeepAlive, message_size_options
 from ._send_queue import DEFAULT_MAX_QUEUED
 
@@ -80,10 +81,16 @@ class StreamClient(Generic[StubT]):
         stub_factory: the generated stub class (``logs_pb2_grpc.LogServiceStub``).
         timeout: the default deadline of every call, in seconds; ``None`` (the default)
             means no deadline. Each call may override it.
-        metadata: metadata sent with every call; a call's own ``metadata=`` is added to it.
+        metadata: metadata sent with every call. A call's own ``metadata=`` is added after
+            it (it does not replace it; a key given in both is sent with both values).
         max_queued: the default send-queue bound of client and bidi streams
             (``DEFAULT_MAX_QUEUED``, 64 messages).
         retry: the default ``RetryPolicy`` (``None``: calls are not retried).
+
+    Raises:
+        ValueError: a ``timeout`` that is not positive, ``max_queued`` below 1, or an
+            invalid metadata key.
+        TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
 
     ``async with StreamClient(...)`` (or ``await client.aclose()``) cancels every stream
     that is still open when it ends. The channel is not closed: it belongs to the caller.
@@ -101,6 +108,7 @@ class StreamClient(Generic[StubT]):
     ) -> None:
         _check_timeout(timeout)
         _check_max_queued(max_queued)
+        _check_metadata(metadata)
         self._channel = channel
         self._stub = stub_factory(channel)
         self._timeout = timeout
@@ -137,18 +145,41 @@ class StreamClient(Generic[StubT]):
                 ``DeadlineExceeded`` when ``timeout`` expires, ...); ``Internal`` if the
                 response could not be deserialized.
             StreamClosedError: the client was closed.
+            ValueError: a ``timeout`` that is not a positive number (or None), or a
+                metadata key that is not lowercase ``[0-9a-z_.-]``.
+            TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
 
         Cancellation: cancelling the awaiting task cancels the RPC.
         """
+        return await self.unary_call(method, request, timeout=timeout, metadata=metadata)
+
+    def unary_call(
+        self,
+        method: grpc.aio.UnaryUnaryMultiCallable[ReqT, RespT],
+        request: ReqT,
+        *,
+        timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+    ) -> UnaryCall[RespT]:
+        """Start a request-response call and return its handle at once.
+
+        ``await`` the handle for the response; its ``initial_metadata()``,
+        ``trailing_metadata()``, ``code()`` and ``details()`` stay readable afterwards.
+        ``await client.unary(...)`` is the short form when only the response matters.
+
+        Raises:
+            StreamClosedError: the client was closed.
+            ValueError: a ``timeout`` that is not a positive number (or None), or a
+                metadata key that is not lowercase ``[0-9a-z_.-]``.
+            TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+
+        The awaited handle raises what :meth:`unary` raises.
+        """
         self._check_open()
-        with map_grpc_errors():
-            response = await method(
-                request, timeout=self._timeout_for(timeout), metadata=self._metadata_for(metadata)
-            )
-        if response is None:
-            # grpc.aio logs a deserializer failure and returns None instead of raising.
-            raise Internal(UNPARSEABLE.format(_method_name(method)))
-        return response
+        call = method(
+            request, timeout=self._timeout_for(timeout), metadata=self._metadata_for(metadata)
+        )
+        return self._track(UnaryCall(_method_name(method), call, self._forget))
 
     def server_stream(
         self,
@@ -164,6 +195,9 @@ class StreamClient(Generic[StubT]):
 
         Raises:
             StreamClosedError: the client was closed.
+            ValueError: a ``timeout`` that is not a positive number (or None), or a
+                metadata key that is not lowercase ``[0-9a-z_.-]``.
+            TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
         """
         self._check_open()
         timeout_s = self._timeout_for(timeout)
@@ -190,6 +224,9 @@ class StreamClient(Generic[StubT]):
 
         Raises:
             StreamClosedError: the client was closed.
+            ValueError: a ``timeout`` that is not a positive number (or None), or a
+                metadata key that is not lowercase ``[0-9a-z_.-]``.
+            TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
             ValueError: ``max_queued`` below 1.
         """
         self._check_open()
@@ -218,6 +255,9 @@ class StreamClient(Generic[StubT]):
 
         Raises:
             StreamClosedError: the client was closed.
+            ValueError: a ``timeout`` that is not a positive number (or None), or a
+                metadata key that is not lowercase ``[0-9a-z_.-]``.
+            TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
             ValueError: ``max_queued`` below 1.
         """
         self._check_open()
@@ -284,6 +324,7 @@ class StreamClient(Generic[StubT]):
         if isinstance(metadata, UseClientDefault):
             combined = self._metadata
         else:
+            _check_metadata(metadata)
             combined = self._metadata + tuple(metadata)
         return combined or None
 
@@ -307,6 +348,32 @@ def _check_timeout(timeout: float | None) -> None:
 def _check_max_queued(max_queued: int) -> None:
     if isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1:
         raise ValueError(f"max_queued must be an int >= 1, got {max_queued!r}")
+
+
+_METADATA_KEY = re.compile(r"[0-9a-z_.\-]+")
+
+
+def _check_metadata(metadata: object) -> None:
+    """Reject metadata grpc would refuse with an obscure error (or only in the C-core log).
+
+    Raises:
+        TypeError: not a sequence of ``(str, str | bytes)`` pairs, or a ``-bin`` key whose
+            value is not bytes.
+        ValueError: a key that is not lowercase ``[0-9a-z_.-]``.
+    """
+    if isinstance(metadata, str | bytes) or not isinstance(metadata, Sequence):
+        raise TypeError(f"metadata must be a sequence of (key, value) pairs, got {metadata!r}")
+    for item in metadata:
+        if not isinstance(item, tuple) or len(item) != 2:
+            raise TypeError(f"metadata items must be (key, value) pairs, got {item!r}")
+        key, value = item
+        if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):
+            raise ValueError(f"metadata keys must be lowercase [0-9a-z_.-] strings, got {key!r}")
+        if key.endswith("-bin"):
+            if not isinstance(value, bytes):
+                raise TypeError(f"metadata key {key!r} ends in -bin: its value must be bytes")
+        elif not isinstance(value, str | bytes):
+            raise TypeError(f"metadata value for {key!r} must be str or bytes, got {value!r}")
 
 
 def _method_name(method: object) -> str:
