@@ -12,7 +12,7 @@ from pathlib import Path
 
 import grpcstream
 from grpcstream_demo import logs_pb2_grpc
-from grpcstream_demo.logs_pb2 import ERROR, LogRequest
+from grpcstream_demo.logs_pb2 import ERROR, FollowRequest, LogEntry, LogRequest
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 READY = re.compile(r"listening on (127\.0\.0\.1:\d+)")
@@ -112,3 +112,65 @@ async def test_logs_server_tails_a_file_and_resumes(tmp_path: Path) -> None:
                 with log.open("a") as file:
                     file.write("still fine\nERROR disk still full\n")
                 assert [(e.seq, e.service) async for e in entries] == [(5, "app")]
+
+
+async def test_logs_server_follow_changes_filter_and_upload() -> None:
+    async with server("examples.logs.server", "--rate=200") as target:
+        async with grpcstream.connect(target) as channel:
+            client = grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=20.0)
+            async with client.bidi_stream(client.stub.Follow) as follow:
+                await follow.send(FollowRequest(service="api"))
+                services = [(await follow.receive()).service for _ in range(3)]
+                await follow.send(FollowRequest(min_level=ERROR))
+                # Entries already queued under the old filter may still arrive; then only ERROR.
+                async for entry in follow:
+                    if entry.level == ERROR and entry.service != "api":
+                        break
+                await follow.close_send()
+            assert services == ["api"] * 3
+            async with client.client_stream(client.stub.UploadLogs) as upload:
+                for seq in range(1, 11):
+                    await upload.send(LogEntry(seq=seq, message=f"line {seq}"))
+                summary = await upload.close_and_receive()
+            assert (summary.received, summary.first_seq, summary.last_seq) == (10, 1, 10)
+
+
+async def test_upload_checks_the_checksum(tmp_path: Path) -> None:
+    data = tmp_path / "data.bin"
+    data.write_bytes(bytes(range(256)) * 1000)
+    (tmp_path / "saved").mkdir()
+    async with server("examples.upload.server", f"--save-dir={tmp_path / 'saved'}") as target:
+        code, output = await run(
+            "examples.upload.client", str(data), f"--target={target}", "--chunk-size=10000"
+        )
+    assert code == 0, output
+    assert "sent 100% (256000 of 256000 bytes)" in output
+    assert "data.bin: 256000 bytes in 26 chunks, checksum ok" in output
+    assert (tmp_path / "saved" / "data.bin").read_bytes() == data.read_bytes()
+
+
+async def test_chat_two_clients_talk_and_leave() -> None:
+    async with server("examples.chat.server") as target:
+        common = (f"--target={target}", "--room=test", "--timeout=30")
+        (alice_code, alice), (bob_code, bob) = await asyncio.gather(
+            run(
+                "examples.chat.client", *common, "--name=alice", "--say=hi bob", "--until-from=bob"
+            ),
+            run(
+                "examples.chat.client",
+                *common,
+                "--name=bob",
+                "--say=hi alice",
+                "--say=bye",
+                "--until-from=alice",
+            ),
+        )
+    assert (alice_code, bob_code) == (0, 0), alice + bob
+    said_to_alice, said_to_bob = (
+        [line.split("] ", 1)[1] for line in output.splitlines() if ": " in line]
+        for output in (alice, bob)
+    )
+    assert {"alice: hi bob", "bob: hi alice"} <= set(said_to_alice)
+    # Alice may leave before "bye" reaches her; Bob hears his own lines, in order.
+    assert said_to_bob.index("bob: hi alice") < said_to_bob.index("bob: bye")
+    assert "alice: hi bob" in said_to_bob

@@ -1,0 +1,1 @@
+"""Bidirectional streaming: a chat room where every client reads and writes at once."""
