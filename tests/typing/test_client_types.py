@@ -51,6 +51,11 @@ async def test_call_styles_infer_message_types_from_the_typed_stub() -> None:
         assert_type(reply, Reply)
         assert (reply.value, reply.seq) == ("hi", 7)
 
+        call = client.unary_call(client.stub.Unary, Req(seq=8))
+        assert_type(call, grpcstream.UnaryCall[Reply])
+        assert_type(await call, Reply)
+        assert (await call).seq == 8
+
         async with client.server_stream(client.stub.ServerStream, Req()) as replies:
             assert_type(replies, grpcstream.ResponseStream[Reply])
             seqs: list[int] = []
