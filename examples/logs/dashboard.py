@@ -191,8 +191,7 @@ async def run_dashboard(
             reader.cancel()
 
     if not live:
-        await until_stopped(lambda entry: print(plain_line(entry), flush=False))
-        sys.stdout.flush()
+        await until_stopped(lambda entry: print(plain_line(entry), flush=True))
         return
     # Live redraws from get_renderable at its own pace, however fast entries arrive.
     with Live(get_renderable=lambda: render(stats, target), refresh_per_second=8):
