@@ -6,7 +6,7 @@ The public API lives here; everything else is in private modules.
 from __future__ import annotations
 
 from ._base import USE_CLIENT_DEFAULT, StreamState, UseClientDefault
-from ._calls import BidiStream, CallHandle, ClientStream, ResponseStream, UnaryCall
+from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._client import MetadataArg, StreamClient, connect
 from ._exceptions import (
     Aborted,
@@ -35,6 +35,8 @@ from ._exceptions import (
     WouldBlock,
 )
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, KeepAlive, KeepAliveEnforcement
+from ._retry import RetryEvent, RetryPolicy
+from ._send_calls import BidiStream, ClientStream
 from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
 from ._server import DEFAULT_GRACE, StreamServer
 from ._server_stream import CallContext, RequestStream, ServerStream
@@ -76,7 +78,9 @@ __all__ = [
     "RequestStream",
     "ResourceExhausted",
     "ResponseStream",
+    "RetryEvent",
     "RetryNotPossibleError",
+    "RetryPolicy",
     "RpcError",
     "SendQueue",
     "SendQueueStatistics",

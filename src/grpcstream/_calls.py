@@ -1,9 +1,10 @@
-"""Client-side call handles: ResponseStream, ClientStream and BidiStream.
+"""Client-side call handles: the shared base, UnaryCall and ResponseStream.
 
 Each handle is an async context manager around one grpc.aio call. Entering it starts the
 RPC; leaving it guarantees the call is finished (drained after a half-close, or cancelled)
 and that no task grpcstream started for it is still running. Every grpc error crosses into
-grpcstream's typed hierarchy here or in ``_exceptions``; nothing raw leaks out.
+grpcstream's typed hierarchy here or in ``_exceptions``; nothing raw leaks out. The handles
+with a send side live in ``_send_calls``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ import grpc
 import grpc.aio
 
 from ._exceptions import (
-    SEND_ON_CLOSED,
     BusyStreamError,
     Cancelled,
     DeadlineExceeded,
@@ -29,12 +29,12 @@ from ._exceptions import (
     UsageError,
     rpc_error,
 )
-from ._send_queue import SendQueue, SendQueueStatistics
+from ._retry import Retrier
 
 if TYPE_CHECKING:
     from typing import Self
 
-__all__ = ["BidiStream", "CallHandle", "ClientStream", "ResponseStream", "UnaryCall"]
+__all__ = ["CallHandle", "ResponseStream", "UnaryCall"]
 
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
@@ -79,6 +79,8 @@ class CallHandle:
         "_producer_error",
         "_producers",
     )
+
+    _pattern = "stream"  # the StreamClient method that makes this kind of handle
 
     def __init__(self, method_name: str, on_exit: Callable[[CallHandle], None]) -> None:
         self._call: _AnyCall | None = None
@@ -295,6 +297,7 @@ class UnaryCall(CallHandle, Generic[RespT]):
     """
 
     __slots__ = ()
+    _pattern = "unary_call"
 
     def __init__(
         self,
@@ -341,24 +344,49 @@ class ResponseStream(CallHandle, Generic[RespT]):
     Iteration ends with ``StopAsyncIteration`` at the server's OK status; any other status
     raises the matching ``RpcError`` subclass. Leaving the block before the end (``break``,
     an exception, task cancellation) cancels the RPC. Only one task may iterate at a time.
+
+    With a ``RetryPolicy``, a failure before the first response re-opens the call; with a
+    ``resume`` hook too, a failure after some responses re-opens it from the last one
+    received, so iteration sees every response exactly once.
     """
 
-    __slots__ = ("_eof", "_open_call", "_reading", "_received")
+    __slots__ = (
+        "_eof",
+        "_last",
+        "_open_call",
+        "_reading",
+        "_received",
+        "_received_at_reopen",
+        "_resumable",
+        "_retrier",
+        "_timeout",
+    )
+    _pattern = "server_stream"
 
     def __init__(
         self,
         method_name: str,
-        open_call: Callable[[], grpc.aio.UnaryStreamCall[Any, RespT]],
+        open_call: Callable[[RespT | None, float | None], grpc.aio.UnaryStreamCall[Any, RespT]],
         on_exit: Callable[[CallHandle], None],
+        *,
+        retrier: Retrier | None = None,
+        resumable: bool = False,
+        timeout: float | None = None,
     ) -> None:
         super().__init__(method_name, on_exit)
         self._open_call = open_call
+        self._retrier = retrier
+        self._resumable = resumable
+        self._timeout = timeout
         self._eof = False
         self._reading = False
         self._received = 0
+        self._last: RespT | None = None
+        self._received_at_reopen = 0
 
     async def __aenter__(self) -> Self:
-        self._enter(self._open_call())
+        timeout = self._retrier.attempt_timeout() if self._retrier else self._timeout
+        self._enter(self._open_call(None, timeout))
         return self
 
     async def __aexit__(
@@ -377,17 +405,37 @@ class ResponseStream(CallHandle, Generic[RespT]):
             raise StopAsyncIteration
         if self._reading:
             raise BusyStreamError("another task is already iterating this stream")
-        call = self._require_call()
         self._reading = True
         try:
-            message = await _read(self, call)
+            while True:
+                try:
+                    message = await _read(self, self._require_call())
+                    break
+                except RpcError as error:
+                    if not await self._reopen_after(error):
+                        raise
         finally:
             self._reading = False
         if message is grpc.aio.EOF:
             self._eof = True
             raise StopAsyncIteration
         self._received += 1
+        self._last = message  # type: ignore[assignment]
         return message  # type: ignore[return-value]
+
+    async def _reopen_after(self, error: RpcError) -> bool:
+        retrier = self._retrier
+        if retrier is None or self._cancelled_by is not None:
+            return False
+        if self._last is not None and not self._resumable:
+            return False  # a silent restart would deliver the same responses twice
+        if self._received > self._received_at_reopen:
+            retrier.made_progress()  # backoff and attempts restart after progress
+            self._received_at_reopen = self._received
+        if not await retrier.backoff(error):
+            return False
+        self._call = self._open_call(self._last, retrier.attempt_timeout())
+        return True
 
     @property
     def received(self) -> int:
@@ -404,10 +452,8 @@ async def _read(handle: CallHandle, call: Any) -> object:
     try:
         message = await call.read()
     except grpc.aio.AioRpcError as exc:
-        error = handle._from_aio(exc)
-        handle._fail_sending(error)
         handle._raise_producer_error()
-        raise error from exc
+        raise handle._from_aio(exc) from exc
     except asyncio.CancelledError:
         replacement = handle._locally_cancelled_error()
         if replacement is None:
@@ -420,339 +466,6 @@ async def _read(handle: CallHandle, call: Any) -> object:
     return message
 
 
-class _Sender(CallHandle, Generic[ReqT]):
-    """The send half shared by ClientStream and BidiStream."""
-
-    __slots__ = ("_max_queued", "_queue")
-
-    def __init__(
-        self, method_name: str, on_exit: Callable[[CallHandle], None], max_queued: int
-    ) -> None:
-        super().__init__(method_name, on_exit)
-        self._max_queued = max_queued
-        self._queue: SendQueue[ReqT] | None = None
-
-    def _start_sending(self, call: grpc.aio.StreamUnaryCall[ReqT, Any] | Any) -> None:
-        async def write(message: ReqT) -> None:
-            try:
-                await call.write(message)
-            except grpc.aio.AioRpcError as exc:
-                raise self._from_aio(exc) from exc
-            except (asyncio.InvalidStateError, grpc.aio.UsageError):
-                raise await self._ended_error() from None
-
-        async def done_writing() -> None:
-            try:
-                await call.done_writing()
-            except grpc.aio.AioRpcError as exc:
-                raise self._from_aio(exc) from exc
-
-        self._queue = SendQueue(
-            write,
-            done_writing=done_writing,
-            max_size=self._max_queued,
-            name=f"grpcstream-writer {self._method_name}",
-        )
-        call.add_done_callback(self._call_done)
-
-    async def _ended_error(self) -> BaseException:
-        if self._cancelled_by is not None:
-            return StreamClosedError(CANCELLED_LOCALLY)
-        error = await self._status_error()
-        return error if error is not None else StreamClosedError(SEND_ON_CLOSED)
-
-    def _call_done(self, call: Any) -> None:
-        # The RPC ended (status received, deadline, cancel): nothing more can be sent, so
-        # waiting and later senders must learn it now rather than on their next write.
-        queue = self._queue
-        if queue is None:
-            return
-        if self._cancelled_by is not None:
-            queue.fail(StreamClosedError(CANCELLED_LOCALLY))
-            return
-        status = getattr(getattr(call, "_cython_call", None), "_status", None)
-        code = getattr(status, "code", None)
-        if status is None or code is None:
-            queue.fail(StreamClosedError(SEND_ON_CLOSED))
-            return
-        grpc_code = _STATUS_FROM_CORE.get(code())
-        if grpc_code is None or grpc_code is grpc.StatusCode.OK:
-            queue.fail(StreamClosedError(SEND_ON_CLOSED))
-        else:
-            queue.fail(self._translate(grpc_code, status.details(), status.trailing_metadata()))
-
-    def _fail_sending(self, error: BaseException) -> None:
-        if self._queue is not None:
-            self._queue.fail(error)
-
-    def _require_queue(self) -> SendQueue[ReqT]:
-        if self._queue is None:
-            raise UsageError(NOT_ENTERED.format(_pattern_name(self)))
-        return self._queue
-
-    async def send(self, message: ReqT) -> None:
-        """Queue ``message`` for sending, waiting while the send queue is full.
-
-        Safe from any number of tasks at once: one writer task performs every write, and
-        each task's messages keep their order. Returns once the message is queued, not
-        when it is on the wire; ``close_send()`` waits for that.
-
-        Raises:
-            StreamClosedError: after ``close_send()``, or once the call has ended OK or
-                was cancelled; nothing was sent.
-            RpcError: the call failed (the typed status, e.g. ``DeadlineExceeded``); also
-                raised to tasks that were waiting for room.
-            UsageError: used outside the stream's ``async with`` block.
-
-        Cancellation: atomic. If the waiting task is cancelled the message was not queued.
-        """
-        await self._require_queue().send(message)
-
-    def send_nowait(self, message: ReqT) -> None:
-        """Queue ``message`` if there is room, without waiting.
-
-        Raises:
-            WouldBlock: the send queue is full; use ``await send()`` to wait for room.
-            StreamClosedError: after ``close_send()`` or once the call has ended.
-            RpcError: the call failed.
-        """
-        self._require_queue().send_nowait(message)
-
-    async def close_send(self) -> None:
-        """Half-close: no more messages; returns once every queued message is written.
-
-        Idempotent (later and concurrent calls wait for the same completion). After it,
-        ``send()`` raises ``StreamClosedError``. The server's reader then sees the end of
-        the request stream.
-
-        Raises:
-            RpcError: the call failed before everything queued was written.
-            StreamClosedError: the call was cancelled.
-
-        Cancellation: cancelling the waiting task does not undo the half-close.
-        """
-        await self._require_queue().close()
-
-    def statistics(self) -> SendQueueStatistics:
-        """A snapshot of the send queue: queued, sent, max size and waiting senders."""
-        return self._require_queue().statistics()
-
-    async def _release(self) -> None:
-        if self._queue is not None:
-            await self._queue.aclose()
-
-
-class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
-    """A client-streaming call: ``send()`` many requests, then one response.
-
-    Returned by ``StreamClient.client_stream()``; use it as ``async with ... as upload``.
-    ``close_and_receive()`` half-closes and returns the response. Leaving the block
-    normally does the same if it was not called (the response is then available from
-    ``response()``); leaving it with an exception cancels the RPC.
-    """
-
-    __slots__ = ("_open_call", "_received_status", "_response", "_response_error")
-
-    def __init__(
-        self,
-        method_name: str,
-        open_call: Callable[[], grpc.aio.StreamUnaryCall[ReqT, RespT]],
-        on_exit: Callable[[CallHandle], None],
-        max_queued: int,
-    ) -> None:
-        super().__init__(method_name, on_exit, max_queued)
-        self._open_call = open_call
-        self._response: RespT | None = None
-        self._response_error: BaseException | None = None
-        self._received_status = False
-
-    async def __aenter__(self) -> Self:
-        call = self._open_call()
-        self._enter(call)
-        self._start_sending(call)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._close(exc)
-
-    async def close_and_receive(self) -> RespT:
-        """Half-close and return the response.
-
-        First waits for producers started with ``spawn()`` to finish, then half-closes
-        once every queued message is written, then waits for the server's response.
-        Idempotent: a second call returns the same response (or raises the same error).
-        Once it has raised the call's status, leaving the block does not raise it again.
-
-        Raises:
-            RpcError: the server ended the call with a non-OK status (typed subclass);
-                ``DeadlineExceeded`` when the call's timeout expires meanwhile;
-                ``Internal`` if the response could not be deserialized.
-            Exception: whatever a spawned producer raised.
-
-        Cancellation: cancelling the waiting task cancels the RPC when the block exits.
-        """
-        if self._response is not None:
-            return self._response
-        if self._response_error is not None:
-            raise self._response_error
-        try:
-            response = await self._receive()
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:
-            self._response_error = exc
-            self._received_status = True
-            raise
-        self._received_status = True
-        self._response = response
-        return response
-
-    async def _receive(self) -> RespT:
-        queue = self._require_queue()
-        call: grpc.aio.StreamUnaryCall[ReqT, RespT] = self._require_call()  # type: ignore[assignment]
-        await self._wait_producers()
-        try:
-            await queue.close()
-        except RpcError:
-            pass  # the status below says it better (and covers "ended OK early")
-        except StreamClosedError:
-            self._raise_producer_error()
-            raise
-        try:
-            response = await call
-        except grpc.aio.AioRpcError as exc:
-            self._raise_producer_error()
-            raise self._from_aio(exc) from exc
-        except asyncio.CancelledError:
-            replacement = self._locally_cancelled_error()
-            if replacement is None:
-                raise
-            raise replacement from None
-        if response is None:
-            raise self._unparseable()  # grpc.aio logged the deserializer's error
-        return response
-
-    def response(self) -> RespT:
-        """The response, once ``close_and_receive()`` (or leaving the block) received it.
-
-        Raises:
-            UsageError: the response has not been received.
-        """
-        if self._response is None:
-            raise UsageError(NOT_FINISHED)
-        return self._response
-
-    async def _finish(self) -> None:
-        if self._received_status:
-            return  # close_and_receive() already returned the response or raised the error
-        await self.close_and_receive()
-
-
-class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
-    """A bidirectional call: ``send()`` and ``async for`` run independently.
-
-    Returned by ``StreamClient.bidi_stream()``; use it as ``async with ... as follow``.
-    Sends are safe from many tasks; one task at a time may iterate. Leaving the block
-    normally half-closes (after the queued messages are written) and then:
-
-    * if the responses were read to the end, nothing more is needed;
-    * if iteration was started and abandoned (``break``), the RPC is cancelled;
-    * if the responses were never read, it waits for the server to finish (so a server
-      that answers only after the half-close completes normally); the call's deadline
-      bounds that wait.
-
-    Leaving with an exception cancels the RPC.
-    """
-
-    __slots__ = ("_eof", "_iterated", "_open_call", "_reading", "_received")
-
-    def __init__(
-        self,
-        method_name: str,
-        open_call: Callable[[], grpc.aio.StreamStreamCall[ReqT, RespT]],
-        on_exit: Callable[[CallHandle], None],
-        max_queued: int,
-    ) -> None:
-        super().__init__(method_name, on_exit, max_queued)
-        self._open_call = open_call
-        self._eof = False
-        self._reading = False
-        self._iterated = False
-        self._received = 0
-
-    async def __aenter__(self) -> Self:
-        call = self._open_call()
-        self._enter(call)
-        self._start_sending(call)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._close(exc)
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> RespT:
-        if self._eof:
-            raise StopAsyncIteration
-        if self._reading:
-            raise BusyStreamError("another task is already iterating this stream")
-        call = self._require_call()
-        self._reading = True
-        self._iterated = True
-        try:
-            message = await _read(self, call)
-        finally:
-            self._reading = False
-        if message is grpc.aio.EOF:
-            self._eof = True
-            self._raise_producer_error()
-            raise StopAsyncIteration
-        self._received += 1
-        return message  # type: ignore[return-value]
-
-    async def receive(self) -> RespT:
-        """Return the next response.
-
-        Raises:
-            StopAsyncIteration: the server ended the stream with OK.
-            RpcError: the server ended it with another status.
-        """
-        return await self.__anext__()
-
-    @property
-    def received(self) -> int:
-        """How many responses have been received so far."""
-        return self._received
-
-    async def _finish(self) -> None:
-        await self._wait_producers()
-        if self._eof:
-            await self._raise_status_error()
-            return
-        if self._iterated:
-            self.cancel()  # iteration was abandoned: the caller wants no more
-            return
-        await self.close_send()
-        async for _ in self:
-            pass  # nobody reads these: let the server finish after our half-close
-
-    async def _raise_status_error(self) -> None:
-        error = await self._status_error()
-        if error is not None:
-            raise error
-
-
 def _pairs(metadata: object) -> Metadata:
     if metadata is None:
         return ()
@@ -760,12 +473,4 @@ def _pairs(metadata: object) -> Metadata:
 
 
 def _pattern_name(handle: CallHandle) -> str:
-    return {
-        UnaryCall: "unary_call",
-        ResponseStream: "server_stream",
-        ClientStream: "client_stream",
-        BidiStream: "bidi_stream",
-    }.get(type(handle), "stream")
-
-
-_STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+    return handle._pattern

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -12,9 +12,11 @@ import grpc
 import grpc.aio
 
 from ._base import USE_CLIENT_DEFAULT, UseClientDefault
-from ._calls import BidiStream, CallHandle, ClientStream, ResponseStream, UnaryCall
-from ._exceptions import StreamClosedError
+from ._calls import CallHandle, ResponseStream, UnaryCall
+from ._exceptions import RpcError, StreamClosedError
 from ._options import ChannelOption, KeepAlive, message_size_options
+from ._retry import Retrier, RetryPolicy
+from ._send_calls import BidiStream, ClientStream
 from ._send_queue import DEFAULT_MAX_QUEUED
 
 if TYPE_CHECKING:
@@ -104,9 +106,10 @@ class StreamClient(Generic[StubT]):
         timeout: float | None = None,
         metadata: MetadataArg = (),
         max_queued: int = DEFAULT_MAX_QUEUED,
-        retry: object = None,
+        retry: RetryPolicy | None = None,
     ) -> None:
         _check_timeout(timeout)
+        _check_retry(retry)
         _check_max_queued(max_queued)
         _check_metadata(metadata)
         self._channel = channel
@@ -137,21 +140,38 @@ class StreamClient(Generic[StubT]):
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+        retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> RespT:
-        """Make one request-response call.
+        """Make one request-response call, retried according to ``retry``.
+
+        Args:
+            retry: the ``RetryPolicy`` for this call (default: the client's; ``None``:
+                no retry). Its ``deadline`` bounds all attempts together; each attempt's
+                timeout is the smaller of ``timeout`` and what is left of it.
 
         Raises:
             RpcError: the server's non-OK status as its typed subclass (``Unavailable``,
-                ``DeadlineExceeded`` when ``timeout`` expires, ...); ``Internal`` if the
-                response could not be deserialized.
+                ``DeadlineExceeded`` when ``timeout`` expires, ...) once no retry is left;
+                ``Internal`` if the response could not be deserialized.
             StreamClosedError: the client was closed.
             ValueError: a ``timeout`` that is not a positive number (or None), or a
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
 
-        Cancellation: cancelling the awaiting task cancels the RPC.
+        Cancellation: cancelling the awaiting task cancels the RPC (and stops retrying).
         """
-        return await self.unary_call(method, request, timeout=timeout, metadata=metadata)
+        policy = self._retry_for(retry)
+        if policy is None:
+            return await self.unary_call(method, request, timeout=timeout, metadata=metadata)
+        retrier = Retrier(policy, _method_name(method), self._timeout_for(timeout))
+        while True:
+            try:
+                return await self.unary_call(
+                    method, request, timeout=retrier.attempt_timeout(), metadata=metadata
+                )
+            except RpcError as error:
+                if not await retrier.backoff(error):
+                    raise
 
     def unary_call(
         self,
@@ -188,10 +208,20 @@ class StreamClient(Generic[StubT]):
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+        retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        resume: Callable[[ReqT, RespT], ReqT] | None = None,
     ) -> ResponseStream[RespT]:
         """Start a server-streaming call; use the result as ``async with ... as entries``.
 
         Nothing is sent until the block is entered. See :class:`ResponseStream`.
+
+        Args:
+            retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry).
+                Without ``resume`` a failure is retried only before the first response.
+            resume: ``resume(request, last_response)`` returns the request that continues
+                the stream after ``last_response`` (for example with ``after_seq``); with
+                it, failures after partial delivery are retried with no loss and no
+                duplicates.
 
         Raises:
             StreamClosedError: the client was closed.
@@ -203,11 +233,26 @@ class StreamClient(Generic[StubT]):
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
 
-        def open_call() -> grpc.aio.UnaryStreamCall[Any, RespT]:
-            self._check_open()
-            return method(request, timeout=timeout_s, metadata=call_metadata)
+        policy = self._retry_for(retry)
+        name = _method_name(method)
 
-        return self._track(ResponseStream(_method_name(method), open_call, self._forget))
+        def open_call(
+            last: RespT | None, attempt_timeout: float | None
+        ) -> grpc.aio.UnaryStreamCall[Any, RespT]:
+            self._check_open()
+            message = request if last is None or resume is None else resume(request, last)
+            return method(message, timeout=attempt_timeout, metadata=call_metadata)
+
+        retrier = None if policy is None else Retrier(policy, name, timeout_s)
+        stream = ResponseStream(
+            name,
+            open_call,
+            self._forget,
+            retrier=retrier,
+            resumable=resume is not None,
+            timeout=timeout_s,
+        )
+        return self._track(stream)
 
     def client_stream(
         self,
@@ -216,11 +261,15 @@ class StreamClient(Generic[StubT]):
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
         max_queued: int | UseClientDefault = USE_CLIENT_DEFAULT,
+        retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> ClientStream[ReqT, RespT]:
         """Start a client-streaming call; use the result as ``async with ... as upload``.
 
         Args:
             max_queued: this stream's send-queue bound (default: the client's).
+            retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry). The
+                call is replayed on a new attempt while everything sent fits
+                ``RetryPolicy.replay_buffer_bytes`` and no response has arrived.
 
         Raises:
             StreamClosedError: the client was closed.
@@ -233,12 +282,23 @@ class StreamClient(Generic[StubT]):
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
 
-        def open_call() -> grpc.aio.StreamUnaryCall[ReqT, RespT]:
+        def open_call(attempt_timeout: float | None) -> grpc.aio.StreamUnaryCall[ReqT, RespT]:
             self._check_open()
-            return method(timeout=timeout_s, metadata=call_metadata)
+            return method(timeout=attempt_timeout, metadata=call_metadata)
 
         bound = self._max_queued_for(max_queued)
-        return self._track(ClientStream(_method_name(method), open_call, self._forget, bound))
+        policy = self._retry_for(retry)
+        name = _method_name(method)
+        stream: ClientStream[ReqT, RespT] = ClientStream(
+            name,
+            open_call,
+            self._forget,
+            bound,
+            retrier=None if policy is None else Retrier(policy, name, timeout_s),
+            replay_limit=0 if policy is None else policy.replay_buffer_bytes,
+            timeout=timeout_s,
+        )
+        return self._track(stream)
 
     def bidi_stream(
         self,
@@ -247,11 +307,18 @@ class StreamClient(Generic[StubT]):
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
         max_queued: int | UseClientDefault = USE_CLIENT_DEFAULT,
+        retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
+        resume: Callable[[RespT], Iterable[ReqT]] | None = None,
     ) -> BidiStream[ReqT, RespT]:
         """Start a bidirectional call; use the result as ``async with ... as follow``.
 
         Args:
             max_queued: this stream's send-queue bound (default: the client's).
+            retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry).
+                Before any response, a failure is retried by replaying what was sent.
+            resume: ``resume(last_response)`` returns the messages that re-open the
+                conversation on a new attempt; with it, failures after responses arrived
+                are retried too.
 
         Raises:
             StreamClosedError: the client was closed.
@@ -264,12 +331,24 @@ class StreamClient(Generic[StubT]):
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
 
-        def open_call() -> grpc.aio.StreamStreamCall[ReqT, RespT]:
+        def open_call(attempt_timeout: float | None) -> grpc.aio.StreamStreamCall[ReqT, RespT]:
             self._check_open()
-            return method(timeout=timeout_s, metadata=call_metadata)
+            return method(timeout=attempt_timeout, metadata=call_metadata)
 
         bound = self._max_queued_for(max_queued)
-        return self._track(BidiStream(_method_name(method), open_call, self._forget, bound))
+        policy = self._retry_for(retry)
+        name = _method_name(method)
+        stream: BidiStream[ReqT, RespT] = BidiStream(
+            name,
+            open_call,
+            self._forget,
+            bound,
+            retrier=None if policy is None else Retrier(policy, name, timeout_s),
+            replay_limit=0 if policy is None else policy.replay_buffer_bytes,
+            timeout=timeout_s,
+            resume=resume,
+        )
+        return self._track(stream)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -328,6 +407,12 @@ class StreamClient(Generic[StubT]):
             combined = self._metadata + tuple(metadata)
         return combined or None
 
+    def _retry_for(self, retry: RetryPolicy | UseClientDefault | None) -> RetryPolicy | None:
+        if isinstance(retry, UseClientDefault):
+            return self._retry
+        _check_retry(retry)
+        return retry
+
     def _max_queued_for(self, max_queued: int | UseClientDefault) -> int:
         if isinstance(max_queued, UseClientDefault):
             return self._max_queued
@@ -343,6 +428,11 @@ def _check_timeout(timeout: float | None) -> None:
         return
     if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
         raise ValueError(f"timeout must be a positive number of seconds or None, got {timeout!r}")
+
+
+def _check_retry(retry: object) -> None:
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise TypeError(f"retry must be a grpcstream.RetryPolicy or None, got {retry!r}")
 
 
 def _check_max_queued(max_queued: int) -> None:
