@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -12,6 +13,7 @@ import pytest
 import tenacity
 
 import grpcstream
+from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
 
 from .conftest import WAIT, Context, ServerProcess, dummy_client, raw_server
@@ -287,3 +289,91 @@ async def test_client_stream_past_the_buffer_says_why_it_cannot_retry() -> None:
                 await upload.close_and_receive()
     assert isinstance(caught.value.__cause__, grpcstream.Unavailable)
     assert attempts == [1]
+
+
+async def test_grpc_service_config_retries_do_not_multiply_ours() -> None:
+    attempts, handler = _failing_unary(100)
+    service_config = json.dumps(
+        {
+            "methodConfig": [
+                {
+                    "name": [{"service": "grpcstream.demo.testing.v1.DummyService"}],
+                    "retryPolicy": {
+                        "maxAttempts": 3,
+                        "initialBackoff": "0.01s",
+                        "maxBackoff": "0.01s",
+                        "backoffMultiplier": 1,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ]
+        }
+    )
+    policy = grpcstream.RetryPolicy(max_attempts=2, sleep=Sleeps())
+    async with raw_server(unary=handler) as target:  # type: ignore[arg-type]
+        options = [("grpc.service_config", service_config)]
+        async with grpcstream.connect(target, options=options) as channel:
+            client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub)
+            with pytest.raises(grpcstream.Unavailable):
+                await client.unary(client.stub.Unary, Req(), retry=policy)
+        assert attempts == [1, 2]  # ours only
+        attempts.clear()
+        async with grpcstream.connect(target, options=options, grpc_retries=True) as channel:
+            client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub)
+            with pytest.raises(grpcstream.Unavailable):
+                await client.unary(client.stub.Unary, Req(), retry=None)
+        assert attempts == [1, 2, 3]  # the control: grpc's own policy is really active
+
+
+async def test_bidi_is_replayed_before_any_response() -> None:
+    attempts: list[list[int]] = []
+
+    async def answer_at_half_close(requests: AsyncIterator[Req], context: Context) -> None:
+        seqs = [r.seq async for r in requests]
+        attempts.append(seqs)
+        if len(attempts) == 1:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "restarting")
+        await context.write(Reply(value=",".join(map(str, seqs))))
+
+    async with raw_server(bidi=answer_at_half_close) as target, dummy_client(target) as client:
+        policy = grpcstream.RetryPolicy(sleep=Sleeps())
+        async with client.bidi_stream(client.stub.Bidi, retry=policy) as chat:
+            for seq in range(3):
+                await chat.send(Req(seq=seq))
+            await chat.close_send()
+            replies = [reply.value async for reply in chat]
+    assert attempts == [[0, 1, 2], [0, 1, 2]]
+    assert replies == ["0,1,2"]
+
+
+async def test_bidi_after_responses_needs_resume() -> None:
+    calls = 0
+
+    async def echo_then_fail_once(requests: AsyncIterator[Req], context: Context) -> None:
+        nonlocal calls
+        calls += 1
+        async for request in requests:
+            await context.write(Reply(seq=request.seq))
+            if calls == 1 and request.seq == 2:
+                await context.abort(grpc.StatusCode.UNAVAILABLE, "lost the room")
+
+    def rejoin(last: Reply) -> list[Req]:
+        return [Req(value="rejoin", seq=last.seq)]
+
+    async with raw_server(bidi=echo_then_fail_once) as target, dummy_client(target) as client:
+        policy = grpcstream.RetryPolicy(sleep=Sleeps())
+        with pytest.raises(grpcstream.Unavailable, match="lost the room"):
+            async with client.bidi_stream(client.stub.Bidi, retry=policy) as chat:
+                for seq in (1, 2, 3):
+                    await chat.send(Req(seq=seq))
+                    await anext(chat)
+        calls = 0
+        seen: list[int] = []
+        async with client.bidi_stream(client.stub.Bidi, retry=policy, resume=rejoin) as chat:
+            for seq in (1, 2, 3):
+                await chat.send(Req(seq=seq))
+                seen.append((await anext(chat)).seq)
+            await chat.close_send()
+            seen.extend([reply.seq async for reply in chat])
+    assert calls == 2
+    assert seen == [1, 2, 2, 3]  # the rejoin message (seq 2) is echoed on the new call

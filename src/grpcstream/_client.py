@@ -42,6 +42,7 @@ def connect(
     max_receive_message_bytes: int | None = None,
     options: Sequence[ChannelOption] = (),
     tls: Any = None,
+    grpc_retries: bool = False,
 ) -> grpc.aio.Channel:
     """Open a grpc.aio channel with grpcstream's presets.
 
@@ -56,6 +57,10 @@ def connect(
         max_receive_message_bytes: the largest message it accepts (default 4 MiB).
         options: extra raw grpc channel options; they override the presets.
         tls: a ``ClientTLS`` for an encrypted channel; ``None`` means plaintext.
+        grpc_retries: keep grpc's own retries (service-config ``retryPolicy`` and
+            transparent retries). Off by default: ``RetryPolicy`` is the one retry layer,
+            so attempts never multiply (3 grpc attempts inside each of 5 grpcstream
+            attempts would be 15).
 
     Returns:
         A ``grpc.aio.Channel`` (an async context manager).
@@ -67,6 +72,8 @@ def connect(
     if keepalive is not None:
         merged.extend(keepalive.channel_options())
     merged.extend(message_size_options(max_send_message_bytes, max_receive_message_bytes))
+    if not grpc_retries:
+        merged.append(("grpc.enable_retries", 0))
     merged.extend(options)
     if tls is not None:
         credentials, tls_options = tls.channel_credentials()
