@@ -22,6 +22,9 @@ from docs.snippets import (
     patterns,
     pitfalls,
     quickstart,
+    retry,
+    server,
+    shutdown,
 )
 
 from .conftest import REPO_ROOT, WAIT
@@ -62,6 +65,24 @@ EXPECTED: dict[str, list[str]] = {
         "grpcstream: NotFound: no service called 'missing'",
         "grpcstream: read 2",
     ],
+    "retry": [
+        "retry: attempt 1 failed with UNAVAILABLE",
+        "retry: attempt 2 failed with UNAVAILABLE",
+        "healthy: True",
+        "retry: attempt 1 failed with UNAVAILABLE",
+        "entries: [1, 2, 3, 4, 5, 6]",
+    ],
+    "server": [
+        "healthy: True",
+        "InvalidArgument: service is required",
+        "entries: [96, 97, 98, 99, 100]",
+        "uploaded: 50",
+        "followed: [1, 2, 3]",
+    ],
+    "shutdown": [
+        "open stream ended: OK",
+        "new call after the drain: UNAVAILABLE",
+    ],
     "quickstart": [
         "healthy: True",
         "last seq read: 3",
@@ -86,6 +107,13 @@ EXPECTED: dict[str, list[str]] = {
     ],
 }
 
+SELF_CONTAINED: dict[str, Callable[[], Awaitable[None]]] = {
+    "retry": retry.main,
+    "server": server.main,
+    "shutdown": shutdown.main,
+}
+"""Snippets that start their own StreamServer (through grpcstream.testing or directly)."""
+
 NOT_RUN = {"__init__", "log_server"}
 """Snippet files that are not client programs (the server is exercised by every test)."""
 
@@ -106,10 +134,12 @@ MAINS: dict[str, Callable[[str], Awaitable[None]]] = {
 async def test_snippet_runs_against_a_real_server(
     name: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    main = MAINS[name]
-    async with log_server.running() as target:
-        async with asyncio.timeout(WAIT):
-            await main(target)
+    async with asyncio.timeout(WAIT):
+        if name in SELF_CONTAINED:
+            await SELF_CONTAINED[name]()
+        else:
+            async with log_server.running() as target:
+                await MAINS[name](target)
     lines = capsys.readouterr().out.splitlines()
     position = 0
     for expected in EXPECTED[name]:
@@ -120,7 +150,7 @@ async def test_snippet_runs_against_a_real_server(
 
 def test_every_snippet_file_is_run() -> None:
     files = {path.stem for path in SNIPPETS.glob("*.py")} - NOT_RUN
-    assert files == set(EXPECTED) == set(MAINS)
+    assert files == set(EXPECTED) == set(MAINS) | set(SELF_CONTAINED)
 
 
 def test_every_included_snippet_exists_and_sections_match() -> None:
