@@ -158,7 +158,8 @@ async def test_no_policy_retries_forever_by_default() -> None:
 
 
 def _resume(request: Req, last: Reply) -> Req:
-    return Req(value=request.value, seq=last.seq)
+    total = request.value.partition(":")[0]  # continue after `last`, without pausing again
+    return Req(value=total, seq=last.seq)
 
 
 async def test_server_stream_resumes_after_sigkill_and_restart() -> None:
@@ -166,7 +167,8 @@ async def test_server_stream_resumes_after_sigkill_and_restart() -> None:
     target = await process.start()
     sleeps = Sleeps()
     sleeps.gate = asyncio.Event()
-    policy = grpcstream.RetryPolicy(sleep=sleeps)
+    events: list[grpcstream.RetryEvent] = []
+    policy = grpcstream.RetryPolicy(sleep=sleeps, on_retry=events.append)
     received: list[int] = []
     try:
         async with dummy_client(target) as client:
@@ -188,6 +190,7 @@ async def test_server_stream_resumes_after_sigkill_and_restart() -> None:
         await process.kill()
     assert received == list(range(1, 21))
     assert len(sleeps.delays) >= 1  # it really failed and was resumed
+    assert {event.code for event in events} == {grpc.StatusCode.UNAVAILABLE}
 
 
 async def test_server_stream_resumes_across_three_cut_connections() -> None:
@@ -364,16 +367,20 @@ async def test_bidi_after_responses_needs_resume() -> None:
         policy = grpcstream.RetryPolicy(sleep=Sleeps())
         with pytest.raises(grpcstream.Unavailable, match="lost the room"):
             async with client.bidi_stream(client.stub.Bidi, retry=policy) as chat:
-                for seq in (1, 2, 3):
+                for seq in (1, 2):
                     await chat.send(Req(seq=seq))
-                    await anext(chat)
+                    assert (await anext(chat)).seq == seq
+                await anext(chat)  # the failure, after responses: not retried without resume
         calls = 0
         seen: list[int] = []
         async with client.bidi_stream(client.stub.Bidi, retry=policy, resume=rejoin) as chat:
-            for seq in (1, 2, 3):
+            for seq in (1, 2):
                 await chat.send(Req(seq=seq))
                 seen.append((await anext(chat)).seq)
+            seen.append((await anext(chat)).seq)  # resumed: the rejoin message is echoed
+            await chat.send(Req(seq=3))
+            seen.append((await anext(chat)).seq)
             await chat.close_send()
             seen.extend([reply.seq async for reply in chat])
     assert calls == 2
-    assert seen == [1, 2, 2, 3]  # the rejoin message (seq 2) is echoed on the new call
+    assert seen == [1, 2, 2, 3]

@@ -26,6 +26,7 @@ from ._exceptions import (
     Metadata,
     RpcError,
     StreamClosedError,
+    Unavailable,
     UsageError,
     rpc_error,
 )
@@ -44,6 +45,10 @@ NOT_ENTERED = "use the stream as an async context manager: `async with client.{}
 NOT_FINISHED = "the call has not finished yet; read this after the stream has ended"
 UNPARSEABLE = "a response from the server could not be deserialized: {}"
 HIDDEN_DEADLINE = "Deadline Exceeded (grpc reported it as INTERNAL while a write was pending)"
+HIDDEN_BROKEN_STREAM = (
+    "the stream ended while a message was being written (grpc.aio hid the server's status "
+    "behind INTERNAL: Internal error from Core)"
+)
 
 # grpc.aio replaces a call's real status with this one when a pending write fails in the
 # C-core (for example when the deadline expires while flow control blocks the write).
@@ -147,6 +152,13 @@ class CallHandle:
                     trailing_metadata=_pairs(trailing_metadata),
                     code=grpc.StatusCode.DEADLINE_EXCEEDED,
                 )
+            # Otherwise the write met a stream that had just ended (the server's status
+            # and the write crossed): a broken stream, which is what UNAVAILABLE means.
+            return Unavailable(
+                HIDDEN_BROKEN_STREAM,
+                trailing_metadata=_pairs(trailing_metadata),
+                code=grpc.StatusCode.UNAVAILABLE,
+            )
         return rpc_error(code, details, trailing_metadata)
 
     def _from_aio(self, exc: grpc.aio.AioRpcError) -> RpcError:
