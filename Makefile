@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-LINT_PATHS := $(wildcard src tests examples benchmarks scripts)
+LINT_PATHS := $(wildcard src tests examples benchmarks scripts docs/snippets)
 
 .PHONY: test lint typecheck pytest demo protos protos-check docs bench bench-quick clean
 
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-test: $(STAMP) lint typecheck pytest
+test: $(STAMP) lint typecheck pytest docs
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
