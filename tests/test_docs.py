@@ -26,8 +26,14 @@ from docs.snippets import (
     server,
     shutdown,
 )
+from grpcstream.testing import RunningServer
+from grpcstream_demo import logs_pb2_grpc
+from grpcstream_demo.logs_pb2 import StatusRequest
 
 from .conftest import REPO_ROOT, WAIT
+
+ServeFactory = Callable[..., Awaitable[RunningServer]]
+"""The type of the ``grpcstream_serve`` fixture."""
 
 SNIPPETS = REPO_ROOT / "docs" / "snippets"
 DOCS = REPO_ROOT / "docs"
@@ -163,3 +169,14 @@ def test_every_included_snippet_exists_and_sections_match() -> None:
                 text = source.read_text()
                 assert f"[start:{section}]" in text, f"{page.name}: no section {section} in {path}"
                 assert f"[end:{section}]" in text, f"{page.name}: section {section} not closed"
+
+
+# --8<-- [start:fixture]
+async def test_status_with_the_fixture(grpcstream_serve: ServeFactory) -> None:
+    running = await grpcstream_serve(server.LogService())
+    logs = running.client(logs_pb2_grpc.LogServiceStub, timeout=5.0)
+    status = await logs.unary(logs.stub.GetStatus, StatusRequest(service="api"))
+    assert status.healthy
+
+
+# --8<-- [end:fixture]
