@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import signal
+import sys
 
 import grpc
 import grpc.aio
@@ -117,3 +119,22 @@ async def test_keepalive_presets_agree_on_a_long_idle_stream() -> None:
         assert await _idle_stream_survives(target, client_keepalive)
     async with serving(DummyStreamService(), keepalive=None) as (_, target):  # the control
         assert not await _idle_stream_survives(target, client_keepalive)
+
+
+@pytest.mark.parametrize(
+    ("option", "blocked_module", "extra"),
+    [
+        ("health", "grpc_health.v1.health", "grpcstream[health]"),
+        ("reflection", "grpc_reflection.v1alpha.reflection", "grpcstream[reflection]"),
+    ],
+)
+def test_missing_extra_names_the_extra_to_install(
+    monkeypatch: pytest.MonkeyPatch, option: str, blocked_module: str, extra: str
+) -> None:
+    # A None entry in sys.modules makes the import fail as if the package were missing.
+    monkeypatch.setitem(sys.modules, blocked_module, None)
+    with pytest.raises(grpcstream.UsageError, match=re.escape(extra)):
+        if option == "health":
+            grpcstream.StreamServer("127.0.0.1:0", health=True)
+        else:
+            grpcstream.StreamServer("127.0.0.1:0", reflection=True)
