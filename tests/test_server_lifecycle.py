@@ -125,7 +125,7 @@ async def test_keepalive_presets_agree_on_a_long_idle_stream() -> None:
     ("option", "blocked_module", "extra"),
     [
         ("health", "grpc_health.v1.health", "grpcstream[health]"),
-        ("reflection", "grpc_reflection.v1alpha.reflection", "grpcstream[reflection]"),
+        ("reflection", "grpc_reflection.v1alpha", "grpcstream[reflection]"),
     ],
 )
 def test_missing_extra_names_the_extra_to_install(
