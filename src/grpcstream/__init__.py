@@ -36,6 +36,7 @@ from ._exceptions import (
 )
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, KeepAlive, KeepAliveEnforcement
 from ._retry import RetryEvent, RetryPolicy
+from ._security import ClientTLS, ServerTLS
 from ._send_calls import BidiStream, ClientStream
 from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
 from ._server import DEFAULT_GRACE, StreamServer
@@ -60,6 +61,7 @@ __all__ = [
     "CallHandle",
     "Cancelled",
     "ClientStream",
+    "ClientTLS",
     "DEFAULT_GRACE",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_QUEUED",
@@ -85,6 +87,7 @@ __all__ = [
     "SendQueue",
     "SendQueueStatistics",
     "ServerStream",
+    "ServerTLS",
     "StreamClient",
     "StreamClosedError",
     "StreamServer",

@@ -16,6 +16,7 @@ from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._exceptions import RpcError, StreamClosedError
 from ._options import ChannelOption, KeepAlive, message_size_options
 from ._retry import Retrier, RetryPolicy
+from ._security import ClientTLS
 from ._send_calls import BidiStream, ClientStream
 from ._send_queue import DEFAULT_MAX_QUEUED
 
@@ -41,7 +42,7 @@ def connect(
     max_send_message_bytes: int | None = None,
     max_receive_message_bytes: int | None = None,
     options: Sequence[ChannelOption] = (),
-    tls: Any = None,
+    tls: ClientTLS | None = None,
     grpc_retries: bool = False,
 ) -> grpc.aio.Channel:
     """Open a grpc.aio channel with grpcstream's presets.
@@ -67,7 +68,10 @@ def connect(
 
     Raises:
         ValueError: a size or keepalive value that is not positive.
+        TypeError: ``tls`` that is not a ``ClientTLS``.
     """
+    if tls is not None and not isinstance(tls, ClientTLS):
+        raise TypeError(f"tls must be a grpcstream.ClientTLS or None, got {type(tls).__name__}")
     merged: list[ChannelOption] = []
     if keepalive is not None:
         merged.extend(keepalive.channel_options())

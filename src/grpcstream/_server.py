@@ -18,6 +18,7 @@ import grpc.aio
 
 from ._exceptions import UsageError
 from ._options import ChannelOption, KeepAliveEnforcement, message_size_options
+from ._security import ServerTLS
 from ._servicer import StreamServicer
 
 __all__ = ["DEFAULT_GRACE", "StreamServer"]
@@ -56,6 +57,7 @@ class StreamServer:
 
     Raises:
         ValueError: a non-positive limit or grace.
+        TypeError: ``tls`` that is not a ``ServerTLS``.
     """
 
     def __init__(
@@ -72,9 +74,11 @@ class StreamServer:
         max_concurrent_rpcs: int | None = None,
         options: Sequence[ChannelOption] = (),
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
-        tls: Any = None,
+        tls: ServerTLS | None = None,
     ) -> None:
         _check_grace(grace)
+        if tls is not None and not isinstance(tls, ServerTLS):
+            raise TypeError(f"tls must be a grpcstream.ServerTLS or None, got {type(tls).__name__}")
         for name, limit in (
             ("max_concurrent_streams", max_concurrent_streams),
             ("max_concurrent_rpcs", max_concurrent_rpcs),
@@ -98,7 +102,7 @@ class StreamServer:
         self._interceptors = list(interceptors)
         self._max_concurrent_rpcs = max_concurrent_rpcs
         self._registrations: list[tuple[AddToServer, object]] = []
-        self._tls = tls
+        self._tls: ServerTLS | None = tls
         self._health_wanted = health
         self._reflection_wanted = reflection
         self._health: Any = None
