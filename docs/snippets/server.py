@@ -30,6 +30,7 @@ class LogService(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
             raise grpcstream.InvalidArgument("service is required")  # the client's status
         return Status(service=request.service, healthy=not context.closing.is_set())
 
+    # --8<-- [start:stream_logs]
     @grpcstream.server_streaming
     async def StreamLogs(
         self, request: LogRequest, stream: grpcstream.ServerStream[LogEntry]
@@ -42,6 +43,8 @@ class LogService(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
             await stream.send(LogEntry(seq=seq, service=request.service))  # may wait
             if seq > HISTORY:
                 await asyncio.sleep(0.01)  # pacing for "new" entries
+
+    # --8<-- [end:stream_logs]
 
     @grpcstream.client_streaming
     async def UploadLogs(
