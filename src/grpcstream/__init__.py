@@ -36,7 +36,14 @@ from ._exceptions import (
 )
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, KeepAlive, KeepAliveEnforcement
 from ._retry import RetryEvent, RetryPolicy
-from ._security import ClientTLS, ServerTLS
+from ._security import (
+    DEFAULT_PUBLIC_SERVICES,
+    BearerAuth,
+    BearerToken,
+    ClientTLS,
+    ServerTLS,
+    current_principal,
+)
 from ._send_calls import BidiStream, ClientStream
 from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
 from ._server import DEFAULT_GRACE, StreamServer
@@ -54,6 +61,8 @@ __version__ = "0.1.0"
 __all__ = [
     "Aborted",
     "AlreadyExists",
+    "BearerAuth",
+    "BearerToken",
     "BidiStream",
     "BrokenStreamError",
     "BusyStreamError",
@@ -65,6 +74,7 @@ __all__ = [
     "DEFAULT_GRACE",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_QUEUED",
+    "DEFAULT_PUBLIC_SERVICES",
     "DataLoss",
     "DeadlineExceeded",
     "FailedPrecondition",
@@ -106,6 +116,7 @@ __all__ = [
     "bidi_streaming",
     "client_streaming",
     "connect",
+    "current_principal",
     "server_streaming",
     "unary",
 ]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -39,6 +39,7 @@ __all__ = ["CallHandle", "ResponseStream", "UnaryCall"]
 
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
+_T = TypeVar("_T")
 
 CANCELLED_LOCALLY = "the call was cancelled by the client"
 NOT_ENTERED = "use the stream as an async context manager: `async with client.{}(...) as s`"
@@ -110,24 +111,28 @@ class CallHandle:
         """True once the RPC has finished (with any status, including cancellation)."""
         return self._call is not None and self._call.done()
 
+    async def _ready_call(self) -> _AnyCall:
+        """The call, once started; overridden where starting it may still be under way."""
+        return self._require_call()
+
     async def initial_metadata(self) -> Metadata:
         """The server's initial metadata; waits until it arrives (or the call ends)."""
-        return _pairs(await self._require_call().initial_metadata())
+        return _pairs(await (await self._ready_call()).initial_metadata())
 
     async def trailing_metadata(self) -> Metadata:
         """The server's trailing metadata; waits until the call has finished."""
-        return _pairs(await self._require_call().trailing_metadata())
+        return _pairs(await (await self._ready_call()).trailing_metadata())
 
     async def code(self) -> grpc.StatusCode:
         """The final status code; waits until the call has finished."""
-        call = self._require_call()
+        call = await self._ready_call()
         code = await call.code()
         details = await call.details()
         return self._translate(code, details, None).code if code is not grpc.StatusCode.OK else code
 
     async def details(self) -> str:
         """The final status message; waits until the call has finished."""
-        call = self._require_call()
+        call = await self._ready_call()
         code = await call.code()
         details = await call.details() or ""
         if code is grpc.StatusCode.OK:
@@ -245,9 +250,12 @@ class CallHandle:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    def _enter(self, call: _AnyCall) -> None:
+    def _check_unused(self) -> None:
         if self._phase is not _Phase.CREATED:
             raise UsageError(f"{self!r} was already used; start a new call instead")
+
+    def _enter(self, call: _AnyCall) -> None:
+        self._check_unused()
         self._call = call
         self._phase = _Phase.ENTERED
 
@@ -308,7 +316,7 @@ class UnaryCall(CallHandle, Generic[RespT]):
     ``cancel()`` cancels the RPC; a task awaiting it then gets ``Cancelled``.
     """
 
-    __slots__ = ()
+    __slots__ = ("_opening",)
     _pattern = "unary_call"
 
     def __init__(
@@ -318,15 +326,76 @@ class UnaryCall(CallHandle, Generic[RespT]):
         on_exit: Callable[[CallHandle], None],
     ) -> None:
         super().__init__(method_name, on_exit)
+        self._opening: asyncio.Task[None] | None = None
         self._enter(call)
         call.add_done_callback(lambda _: on_exit(self))
+
+    @classmethod
+    def opening(
+        cls,
+        method_name: str,
+        pending: asyncio.Future[_T],
+        start: Callable[[_T], grpc.aio.UnaryUnaryCall[Any, RespT]],
+        on_exit: Callable[[CallHandle], None],
+    ) -> UnaryCall[RespT]:
+        """A handle whose call is ``start(result)`` once ``pending`` (a token) is ready.
+
+        A task starts the call as soon as ``pending`` is done; awaiting the handle waits
+        for that and raises what ``pending`` or ``start`` raised. ``cancel()`` meanwhile
+        cancels ``pending`` and the call never starts.
+        """
+        self = cls.__new__(cls)
+        CallHandle.__init__(self, method_name, on_exit)
+        opening = asyncio.get_running_loop().create_task(
+            self._open(pending, start), name=f"grpcstream-open {method_name}"
+        )
+        self._opening = opening
+
+        def opened(task: asyncio.Task[None]) -> None:
+            pending.cancel()  # no-op once it is done; stops it if the task never ran
+            if task.cancelled() or task.exception() is not None:  # retrieved: awaiters re-raise
+                self._phase = _Phase.EXITED
+                on_exit(self)
+
+        opening.add_done_callback(opened)
+        return self
+
+    async def _open(
+        self,
+        pending: asyncio.Future[_T],
+        start: Callable[[_T], grpc.aio.UnaryUnaryCall[Any, RespT]],
+    ) -> None:
+        call = start(await pending)
+        self._enter(call)
+        on_exit = self._on_exit
+        call.add_done_callback(lambda _: on_exit(self))
+
+    async def _ready_call(self) -> _AnyCall:
+        if self._call is None and self._opening is not None:
+            await self._opening
+        return self._require_call()
+
+    def done(self) -> bool:
+        """True once the RPC has finished, or failed to start."""
+        opening = self._opening
+        if self._call is None and opening is not None:
+            return opening.done()
+        return super().done()
+
+    def _cancel(self, reason: BaseException) -> bool:
+        opening = self._opening
+        if self._call is None and opening is not None and not opening.done():
+            if self._cancelled_by is None:
+                self._cancelled_by = reason
+            return opening.cancel()
+        return super()._cancel(reason)
 
     def __await__(self) -> Generator[Any, None, RespT]:
         return self._response().__await__()
 
     async def _response(self) -> RespT:
-        call: grpc.aio.UnaryUnaryCall[Any, RespT] = self._require_call()  # type: ignore[assignment]
         try:
+            call: grpc.aio.UnaryUnaryCall[Any, RespT] = await self._ready_call()  # type: ignore[assignment]
             response = await call
         except grpc.aio.AioRpcError as exc:
             raise self._from_aio(exc) from exc
@@ -378,7 +447,9 @@ class ResponseStream(CallHandle, Generic[RespT]):
     def __init__(
         self,
         method_name: str,
-        open_call: Callable[[RespT | None, float | None], grpc.aio.UnaryStreamCall[Any, RespT]],
+        open_call: Callable[
+            [RespT | None, float | None], Awaitable[grpc.aio.UnaryStreamCall[Any, RespT]]
+        ],
         on_exit: Callable[[CallHandle], None],
         *,
         retrier: Retrier | None = None,
@@ -397,8 +468,9 @@ class ResponseStream(CallHandle, Generic[RespT]):
         self._received_at_reopen = 0
 
     async def __aenter__(self) -> Self:
+        self._check_unused()
         timeout = self._retrier.attempt_timeout() if self._retrier else self._timeout
-        self._enter(self._open_call(None, timeout))
+        self._enter(await self._open_call(None, timeout))
         return self
 
     async def __aexit__(
@@ -446,7 +518,10 @@ class ResponseStream(CallHandle, Generic[RespT]):
             self._received_at_reopen = self._received
         if not await retrier.backoff(error):
             return False
-        self._call = self._open_call(self._last, retrier.attempt_timeout())
+        call = await self._open_call(self._last, retrier.attempt_timeout())
+        self._call = call
+        if self._cancelled_by is not None:
+            call.cancel()  # cancel() came while the new attempt was being opened
         return True
 
     @property

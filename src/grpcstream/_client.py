@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -16,7 +17,7 @@ from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._exceptions import RpcError, StreamClosedError
 from ._options import ChannelOption, KeepAlive, message_size_options
 from ._retry import Retrier, RetryPolicy
-from ._security import ClientTLS
+from ._security import AuthMetadata, BearerToken, ClientTLS, bearer_metadata
 from ._send_calls import BidiStream, ClientStream
 from ._send_queue import DEFAULT_MAX_QUEUED
 
@@ -99,11 +100,15 @@ class StreamClient(Generic[StubT]):
         max_queued: the default send-queue bound of client and bidi streams
             (``DEFAULT_MAX_QUEUED``, 64 messages).
         retry: the default ``RetryPolicy`` (``None``: calls are not retried).
+        auth: a ``BearerToken`` whose ``authorization`` header is added to every call
+            and every retry attempt (its token callable runs each time, so it may
+            refresh). ``None`` (the default) adds nothing.
 
     Raises:
         ValueError: a ``timeout`` that is not positive, ``max_queued`` below 1, or an
             invalid metadata key.
-        TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+        TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs, or
+            ``auth`` that is not a ``BearerToken``.
 
     ``async with StreamClient(...)`` (or ``await client.aclose()``) cancels every stream
     that is still open when it ends. The channel is not closed: it belongs to the caller.
@@ -118,7 +123,10 @@ class StreamClient(Generic[StubT]):
         metadata: MetadataArg = (),
         max_queued: int = DEFAULT_MAX_QUEUED,
         retry: RetryPolicy | None = None,
+        auth: BearerToken | None = None,
     ) -> None:
+        if auth is not None and not isinstance(auth, BearerToken):
+            raise TypeError(f"auth must be a grpcstream.BearerToken or None, got {auth!r}")
         _check_timeout(timeout)
         _check_retry(retry)
         _check_max_queued(max_queued)
@@ -129,6 +137,7 @@ class StreamClient(Generic[StubT]):
         self._metadata = tuple(metadata)
         self._max_queued = max_queued
         self._retry = retry
+        self._auth = auth
         self._open: weakref.WeakSet[CallHandle] = weakref.WeakSet()
         self._closed = False
 
@@ -207,10 +216,22 @@ class StreamClient(Generic[StubT]):
         The awaited handle raises what :meth:`unary` raises.
         """
         self._check_open()
-        call = method(
-            request, timeout=self._timeout_for(timeout), metadata=self._metadata_for(metadata)
-        )
-        return self._track(UnaryCall(_method_name(method), call, self._forget))
+        timeout_s = self._timeout_for(timeout)
+        call_metadata = self._metadata_for(metadata)
+        name = _method_name(method)
+        auth = self._auth.fetch() if self._auth is not None else None
+        if auth is None or isinstance(auth, tuple):
+            call = method(request, timeout=timeout_s, metadata=_with_auth(call_metadata, auth))
+            return self._track(UnaryCall(name, call, self._forget))
+
+        def start(token: object) -> grpc.aio.UnaryUnaryCall[Any, RespT]:
+            metadata = _with_auth(call_metadata, bearer_metadata(token))
+            self._check_open()
+            return method(request, timeout=timeout_s, metadata=metadata)
+
+        # An async token source: the call starts as soon as the token is there.
+        token = asyncio.ensure_future(auth)
+        return self._track(UnaryCall.opening(name, token, start, self._forget))
 
     def server_stream(
         self,
@@ -247,12 +268,15 @@ class StreamClient(Generic[StubT]):
         policy = self._retry_for(retry)
         name = _method_name(method)
 
-        def open_call(
+        auth = self._auth
+
+        async def open_call(
             last: RespT | None, attempt_timeout: float | None
         ) -> grpc.aio.UnaryStreamCall[Any, RespT]:
             self._check_open()
+            metadata = call_metadata if auth is None else await _fresh_auth(call_metadata, auth)
             message = request if last is None or resume is None else resume(request, last)
-            return method(message, timeout=attempt_timeout, metadata=call_metadata)
+            return method(message, timeout=attempt_timeout, metadata=metadata)
 
         retrier = None if policy is None else Retrier(policy, name, timeout_s)
         stream = ResponseStream(
@@ -293,9 +317,14 @@ class StreamClient(Generic[StubT]):
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
 
-        def open_call(attempt_timeout: float | None) -> grpc.aio.StreamUnaryCall[ReqT, RespT]:
+        auth = self._auth
+
+        async def open_call(
+            attempt_timeout: float | None,
+        ) -> grpc.aio.StreamUnaryCall[ReqT, RespT]:
             self._check_open()
-            return method(timeout=attempt_timeout, metadata=call_metadata)
+            metadata = call_metadata if auth is None else await _fresh_auth(call_metadata, auth)
+            return method(timeout=attempt_timeout, metadata=metadata)
 
         bound = self._max_queued_for(max_queued)
         policy = self._retry_for(retry)
@@ -342,9 +371,14 @@ class StreamClient(Generic[StubT]):
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
 
-        def open_call(attempt_timeout: float | None) -> grpc.aio.StreamStreamCall[ReqT, RespT]:
+        auth = self._auth
+
+        async def open_call(
+            attempt_timeout: float | None,
+        ) -> grpc.aio.StreamStreamCall[ReqT, RespT]:
             self._check_open()
-            return method(timeout=attempt_timeout, metadata=call_metadata)
+            metadata = call_metadata if auth is None else await _fresh_auth(call_metadata, auth)
+            return method(timeout=attempt_timeout, metadata=metadata)
 
         bound = self._max_queued_for(max_queued)
         policy = self._retry_for(retry)
@@ -432,6 +466,20 @@ class StreamClient(Generic[StubT]):
 
 
 _HandleT = TypeVar("_HandleT", bound=CallHandle)
+CallMetadata = tuple[tuple[str, str | bytes], ...]
+
+
+def _with_auth(metadata: CallMetadata | None, auth: AuthMetadata | None) -> CallMetadata | None:
+    if not auth:
+        return metadata
+    return (metadata or ()) + auth
+
+
+async def _fresh_auth(metadata: CallMetadata | None, auth: BearerToken) -> CallMetadata | None:
+    fetched = auth.fetch()
+    if not isinstance(fetched, tuple):
+        fetched = bearer_metadata(await fetched)
+    return _with_auth(metadata, fetched)
 
 
 def _check_timeout(timeout: float | None) -> None:

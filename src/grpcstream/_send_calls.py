@@ -10,7 +10,7 @@ and carries on. Only then is a lock taken per write, so streams without retry pa
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -46,7 +46,7 @@ RespT = TypeVar("RespT")
 
 _STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
-OpenCall = Callable[[float | None], Any]
+OpenCall = Callable[[float | None], Awaitable[Any]]
 
 
 class _Sender(CallHandle, Generic[ReqT]):
@@ -90,9 +90,10 @@ class _Sender(CallHandle, Generic[ReqT]):
         self._half_closed = False
         self._reopen_lock: asyncio.Lock | None = None
 
-    def _start(self) -> None:
+    async def _start(self) -> None:
+        self._check_unused()
         timeout = self._retrier.attempt_timeout() if self._retrier else self._timeout
-        call = self._open_call(timeout)
+        call = await self._open_call(timeout)
         self._enter(call)
         if self._retrier is None:
             write, done_writing = self._plain_writer(call)
@@ -215,10 +216,12 @@ class _Sender(CallHandle, Generic[ReqT]):
                 self._replay_bytes = 0
                 for message in messages:
                     self._remember(message)
-                call = self._open_call(retrier.attempt_timeout())
+                call = await self._open_call(retrier.attempt_timeout())
                 self._call = call
                 self._generation += 1
                 call.add_done_callback(self._call_done)
+                if self._cancelled_by is not None:
+                    call.cancel()  # cancel() came while the new attempt was being opened
                 failure = await self._replay_on(call, messages)
                 if failure is None:
                     return True
@@ -348,7 +351,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
     def __init__(
         self,
         method_name: str,
-        open_call: Callable[[float | None], grpc.aio.StreamUnaryCall[ReqT, RespT]],
+        open_call: Callable[[float | None], Awaitable[grpc.aio.StreamUnaryCall[ReqT, RespT]]],
         on_exit: Callable[[CallHandle], None],
         max_queued: int,
         *,
@@ -370,7 +373,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
         self._received_status = False
 
     async def __aenter__(self) -> Self:
-        self._start()
+        await self._start()
         return self
 
     async def __aexit__(
@@ -495,7 +498,7 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
     def __init__(
         self,
         method_name: str,
-        open_call: Callable[[float | None], grpc.aio.StreamStreamCall[ReqT, RespT]],
+        open_call: Callable[[float | None], Awaitable[grpc.aio.StreamStreamCall[ReqT, RespT]]],
         on_exit: Callable[[CallHandle], None],
         max_queued: int,
         *,
@@ -522,7 +525,7 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         self._received_at_reopen = 0
 
     async def __aenter__(self) -> Self:
-        self._start()
+        await self._start()
         return self
 
     async def __aexit__(

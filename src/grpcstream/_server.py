@@ -18,7 +18,7 @@ import grpc.aio
 
 from ._exceptions import UsageError
 from ._options import ChannelOption, KeepAliveEnforcement, message_size_options
-from ._security import ServerTLS
+from ._security import BearerAuth, ServerTLS
 from ._servicer import StreamServicer
 
 __all__ = ["DEFAULT_GRACE", "StreamServer"]
@@ -54,10 +54,15 @@ class StreamServer:
         options: extra raw grpc server options; they override the presets.
         interceptors: grpc.aio server interceptors.
         tls: a ``ServerTLS``; ``None`` serves plaintext.
+        auth: a ``BearerAuth`` that every call (except health and reflection) must pass
+            before any handler or other interceptor runs; ``None`` checks nothing.
+        max_metadata_bytes: the largest request metadata (headers) accepted, in bytes;
+            a call with more fails with RESOURCE_EXHAUSTED before reaching a handler.
+            ``None`` keeps grpc's default (8 KiB, hard limit 16 KiB).
 
     Raises:
         ValueError: a non-positive limit or grace.
-        TypeError: ``tls`` that is not a ``ServerTLS``.
+        TypeError: ``tls`` that is not a ``ServerTLS``, or ``auth`` not a ``BearerAuth``.
     """
 
     def __init__(
@@ -75,13 +80,18 @@ class StreamServer:
         options: Sequence[ChannelOption] = (),
         interceptors: Sequence[grpc.aio.ServerInterceptor] = (),
         tls: ServerTLS | None = None,
+        auth: BearerAuth | None = None,
+        max_metadata_bytes: int | None = None,
     ) -> None:
         _check_grace(grace)
         if tls is not None and not isinstance(tls, ServerTLS):
             raise TypeError(f"tls must be a grpcstream.ServerTLS or None, got {type(tls).__name__}")
+        if auth is not None and not isinstance(auth, BearerAuth):
+            raise TypeError(f"auth must be a grpcstream.BearerAuth or None, got {auth!r}")
         for name, limit in (
             ("max_concurrent_streams", max_concurrent_streams),
             ("max_concurrent_rpcs", max_concurrent_rpcs),
+            ("max_metadata_bytes", max_metadata_bytes),
         ):
             if limit is not None and (
                 isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
@@ -97,9 +107,17 @@ class StreamServer:
         )
         if max_concurrent_streams is not None:
             server_options.append(("grpc.max_concurrent_streams", max_concurrent_streams))
+        if max_metadata_bytes is not None:
+            # Both limits: between grpc's soft and hard limit it rejects at random.
+            server_options.append(("grpc.max_metadata_size", max_metadata_bytes))
+            server_options.append(("grpc.absolute_max_metadata_size", max_metadata_bytes))
         server_options.extend(options)
         self._server_options = server_options
-        self._interceptors = list(interceptors)
+        # Auth goes first: the outermost interceptor, so nothing runs before it.
+        self._interceptors: list[grpc.aio.ServerInterceptor] = [
+            *([auth] if auth is not None else []),
+            *interceptors,
+        ]
         self._max_concurrent_rpcs = max_concurrent_rpcs
         self._registrations: list[tuple[AddToServer, object]] = []
         self._tls: ServerTLS | None = tls

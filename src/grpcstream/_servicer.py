@@ -19,6 +19,7 @@ import grpc
 import grpc.aio
 
 from ._exceptions import BrokenStreamError, RpcError
+from ._security import current_principal
 from ._send_queue import DEFAULT_MAX_QUEUED
 from ._server_stream import CallContext, RequestStream, ServerStream
 
@@ -97,7 +98,7 @@ def unary(
 
     @functools.wraps(handler)
     async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> RespT:
-        call = CallContext(context, _closing_of(self))
+        call = CallContext(context, _closing_of(self), current_principal())
         try:
             return await handler(self, request, call)
         except Exception as exc:
@@ -120,7 +121,7 @@ def client_streaming(
     async def adapted(
         self: S, requests: RequestsArg[ReqT], context: ServicerContext[ReqT, RespT]
     ) -> RespT:
-        call = CallContext(context, _closing_of(self))
+        call = CallContext(context, _closing_of(self), current_principal())
         try:
             return await handler(self, RequestStream(context), call)
         except Exception as exc:
@@ -144,7 +145,12 @@ def server_streaming(
 
     @functools.wraps(handler)
     async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> None:
-        stream = ServerStream(context, _closing_of(self), max_queued=_max_queued_of(self))
+        stream = ServerStream(
+            context,
+            _closing_of(self),
+            max_queued=_max_queued_of(self),
+            principal=current_principal(),
+        )
         await _run_streaming(handler(self, request, stream), stream, context, method)
 
     # grpc.aio runs coroutine handlers with the reader/writer API; the declared type is
@@ -166,7 +172,12 @@ def bidi_streaming(
     async def adapted(
         self: S, requests: RequestsArg[ReqT], context: ServicerContext[ReqT, RespT]
     ) -> None:
-        stream = ServerStream(context, _closing_of(self), max_queued=_max_queued_of(self))
+        stream = ServerStream(
+            context,
+            _closing_of(self),
+            max_queued=_max_queued_of(self),
+            principal=current_principal(),
+        )
         await _run_streaming(handler(self, RequestStream(context), stream), stream, context, method)
 
     return cast(
