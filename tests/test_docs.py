@@ -180,6 +180,14 @@ def test_every_included_snippet_exists_and_sections_match() -> None:
                 assert f"[end:{section}]" in text, f"{page.name}: section {section} not closed"
 
 
+def test_every_python_block_is_an_included_snippet() -> None:
+    """Python shown in the docs comes from a tested file, so it cannot drift."""
+    block = re.compile(r"```python\n(.*?)```", re.DOTALL)
+    for page in DOCS.rglob("*.md"):
+        for body in block.findall(page.read_text()):
+            assert body.strip().startswith('--8<-- "'), f"{page.name}: inline Python {body!r}"
+
+
 # --8<-- [start:fixture]
 async def test_status_with_the_fixture(grpcstream_serve: ServeFactory) -> None:
     running = await grpcstream_serve(server.LogService())
