@@ -19,6 +19,7 @@ from collections.abc import AsyncGenerator, Callable
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
+import tenacity
 from rich.console import Group
 from rich.live import Live
 from rich.table import Table
@@ -46,37 +47,37 @@ async def resuming_stream(
 ) -> AsyncGenerator[LogEntry, None]:
     """Yield ``StreamLogs`` entries forever, resuming after every interruption.
 
-    When the stream fails with UNAVAILABLE (server restarting, draining or unreachable)
-    it waits briefly, with exponential backoff, and reopens the stream with
-    ``after_seq`` set to the last sequence number received: nothing is lost and nothing is
-    repeated. ``on_reconnect(last_seq)`` is called when entries flow again.
-
-    This is the whole reconnect logic of the dashboard, written out by hand; grpcstream's
-    ``RetryPolicy`` with ``resume=`` will replace it with::
-
-        client.server_stream(client.stub.StreamLogs, request, retry=RetryPolicy(),
-                             resume=lambda req, last: with_after(req, last.seq))
+    This is the whole reconnect logic of the dashboard. When the stream fails with
+    UNAVAILABLE (server restarting, draining or unreachable), the ``RetryPolicy`` waits
+    with exponential backoff and full jitter, and ``resume`` reopens the stream with
+    ``after_seq`` set to the last entry received: nothing is lost and nothing repeats.
+    ``on_reconnect(last_seq)`` is called when entries flow again.
     """
-    last_seq = request.after_seq
     interrupted = False
-    delay = RECONNECT_BACKOFF[0]
-    while True:
-        try:
-            resumed = with_after(request, last_seq)
-            async with client.server_stream(client.stub.StreamLogs, resumed) as entries:
-                async for entry in entries:
-                    if interrupted:
-                        interrupted = False
-                        on_reconnect(last_seq)
-                    delay = RECONNECT_BACKOFF[0]
-                    last_seq = entry.seq
-                    yield entry
-            if not request.follow:
-                return  # a finite stream ended normally
-        except grpcstream.Unavailable:
-            interrupted = True
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, RECONNECT_BACKOFF[1])
+
+    def note_retry(event: grpcstream.RetryEvent) -> None:
+        nonlocal interrupted
+        interrupted = True
+
+    policy = grpcstream.RetryPolicy(
+        stop=tenacity.stop_never,  # a dashboard keeps trying for as long as it runs
+        initial_backoff=RECONNECT_BACKOFF[0],
+        max_backoff=RECONNECT_BACKOFF[1],
+        on_retry=note_retry,
+    )
+    last_seq = request.after_seq
+    async with client.server_stream(
+        client.stub.StreamLogs,
+        request,
+        retry=policy,
+        resume=lambda original, last: with_after(original, last.seq),
+    ) as entries:
+        async for entry in entries:
+            if interrupted:
+                interrupted = False
+                on_reconnect(last_seq)
+            last_seq = entry.seq
+            yield entry
 
 
 def with_after(request: LogRequest, after_seq: int) -> LogRequest:
