@@ -27,14 +27,11 @@ from docs.snippets import (
     server,
     shutdown,
 )
-from grpcstream.testing import RunningServer
+from grpcstream.testing import ServeFactory
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import StatusRequest
 
 from .conftest import REPO_ROOT, WAIT
-
-ServeFactory = Callable[..., Awaitable[RunningServer]]
-"""The type of the ``grpcstream_serve`` fixture."""
 
 SNIPPETS = REPO_ROOT / "docs" / "snippets"
 DOCS = REPO_ROOT / "docs"

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import grpc
 
-from grpcstream._pytest_plugin import ServeFactory
-from grpcstream.testing import serve
+from grpcstream.testing import ServeFactory, serve
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Req
 

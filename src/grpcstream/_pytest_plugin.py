@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
-from .testing import RunningServer, serve
+from .testing import RunningServer, ServeFactory, serve
 
-__all__ = ["ServeFactory"]
-
-ServeFactory = Callable[..., Awaitable[RunningServer]]
-"""``await grpcstream_serve(*servicers, **server_options)`` -> :class:`RunningServer`."""
+__all__: list[str] = []
 
 if importlib.util.find_spec("pytest_asyncio") is not None:  # the fixture needs it
     import pytest_asyncio

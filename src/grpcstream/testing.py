@@ -1,14 +1,16 @@
 """Helpers for testing services built on grpcstream (the only public submodule).
 
 Start your servicers in-process on an ephemeral port and talk to them through a real
-channel, exactly as production code does::
+channel, exactly as production code does:
 
-    from grpcstream.testing import serve
+```python
+from grpcstream.testing import serve
 
-    async def test_status() -> None:
-        async with serve(LogService()) as running:
-            client = running.client(logs_pb2_grpc.LogServiceStub)
-            status = await client.unary(client.stub.GetStatus, StatusRequest())
+async def test_status() -> None:
+    async with serve(LogService()) as running:
+        client = running.client(logs_pb2_grpc.LogServiceStub)
+        status = await client.unary(client.stub.GetStatus, StatusRequest())
+```
 
 With pytest-asyncio, the ``grpcstream_serve`` fixture (registered by the ``grpcstream``
 pytest plugin) does the same and cleans up after the test.
@@ -17,7 +19,7 @@ pytest plugin) does the same and cleans up after the test.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -26,7 +28,7 @@ import grpc.aio
 from ._client import StreamClient, connect
 from ._server import StreamServer
 
-__all__ = ["RunningServer", "serve"]
+__all__ = ["RunningServer", "ServeFactory", "serve"]
 
 StubT = TypeVar("StubT")
 
@@ -81,3 +83,7 @@ async def serve(*servicers: object, **server_options: Any) -> AsyncIterator[Runn
             await client.aclose()
         await channel.close()
         await server.stop(grace=0)
+
+
+ServeFactory = Callable[..., Awaitable[RunningServer]]
+"""The type of the ``grpcstream_serve`` fixture: ``await grpcstream_serve(*servicers, **opts)``."""
