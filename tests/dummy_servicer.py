@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
@@ -21,6 +22,10 @@ class DummyStreamService(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceS
         self.handler_returned = asyncio.Event()
         self.handler_started = asyncio.Event()
         self.calls = 0
+        # flood mode (slow-loris tests): handlers running, and those whose queue filled
+        self.flood_active = 0
+        self.flood_blocked = 0
+        self.requests_seen: list[Req] = []
 
     @grpcstream.unary
     async def Unary(self, request: Req, context: grpcstream.CallContext) -> Reply:
@@ -31,6 +36,10 @@ class DummyStreamService(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceS
             raise ValueError("secret at /srv/app/secrets.py: hunter2")
         if request.value == "metadata":
             return Reply(value=str(dict(context.invocation_metadata()).get("x-tag", "")))
+        if request.value.startswith("big:"):
+            return Reply(value="x" * int(request.value[4:]))
+        if request.value == "stats":
+            return Reply(value=json.dumps(self.stats()))
         return Reply(value=request.value, seq=request.seq)
 
     @grpcstream.server_streaming
@@ -47,6 +56,10 @@ class DummyStreamService(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceS
         elif request.value == "hold":
             await stream.send(Reply(value="hello"))
             await asyncio.Event().wait()  # ignores closing: cancelled when the grace ends
+        elif request.value.startswith("big:"):
+            await stream.send(Reply(value="x" * int(request.value[4:])))
+        elif request.value.startswith("flood:"):
+            await self._flood(stream, int(request.value[6:]))
         elif request.value == "fail_after":
             for seq in range(request.seq):
                 await stream.send(Reply(seq=seq))
@@ -62,6 +75,33 @@ class DummyStreamService(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceS
 
         for producer in range(PRODUCERS):
             stream.spawn(produce(producer))
+
+    def stats(self) -> dict[str, int]:
+        """What the ``stats`` mode reports: live asyncio tasks and flood handlers."""
+        return {
+            "tasks": len(asyncio.all_tasks()),
+            "flood_active": self.flood_active,
+            "flood_blocked": self.flood_blocked,
+        }
+
+    async def _flood(self, stream: grpcstream.ServerStream[Reply], size: int) -> None:
+        """Send ``size``-byte messages until the client goes; each a fresh message."""
+        payload = "x" * size
+        self.flood_active += 1
+        blocked = False
+        try:
+            seq = 0
+            while True:
+                seq += 1
+                await stream.send(Reply(value=payload, seq=seq))
+                statistics = stream.statistics()
+                if not blocked and statistics.queued >= statistics.max_size:
+                    blocked = True  # the queue is full: from now on send() waits
+                    self.flood_blocked += 1
+        finally:
+            self.flood_active -= 1
+            if blocked:
+                self.flood_blocked -= 1
 
     async def _endless(self, stream: grpcstream.ServerStream[Reply]) -> None:
         async def produce() -> None:
@@ -88,7 +128,10 @@ class DummyStreamService(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceS
         self, requests: grpcstream.RequestStream[Req], context: grpcstream.CallContext
     ) -> Reply:
         self.calls += 1
-        seqs = [request.seq async for request in requests]
+        seqs = []
+        async for request in requests:
+            self.requests_seen.append(request)
+            seqs.append(request.seq)
         return Reply(seq=len(seqs), value=",".join(map(str, seqs[:5])))
 
     @grpcstream.bidi_streaming
@@ -96,5 +139,18 @@ class DummyStreamService(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceS
         self, requests: grpcstream.RequestStream[Req], stream: grpcstream.ServerStream[Reply]
     ) -> None:
         self.calls += 1
+        talk_after_close = False
         async for request in requests:
+            self.requests_seen.append(request)
+            talk_after_close = talk_after_close or request.value == "talk_after_close"
             await stream.send(Reply(seq=request.seq, value=request.value))
+        if talk_after_close:  # keep sending after the half-close until the client is gone
+            self.handler_started.set()
+            try:
+                while True:
+                    await stream.send(Reply(value="more"))
+            except grpcstream.BrokenStreamError:
+                self.send_failed.set()
+                raise
+            finally:
+                self.handler_returned.set()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import grpc
 import grpc.aio
 
-from ._exceptions import BrokenStreamError, Metadata, UsageError
+from ._exceptions import BrokenStreamError, InvalidArgument, Metadata, UsageError
 from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
 
 if TYPE_CHECKING:
@@ -43,6 +43,18 @@ def _stream_broken_errors() -> tuple[type[BaseException], ...]:
 
 
 _STREAM_BROKEN = _stream_broken_errors()
+
+
+def _decode_errors() -> tuple[type[BaseException], ...]:
+    try:
+        from google.protobuf.message import DecodeError
+    except ImportError:  # pragma: no cover - protobuf comes with every generated stub
+        return ()
+    return (DecodeError,)
+
+
+_DECODE_ERRORS = _decode_errors()
+UNPARSEABLE_REQUEST = "a request message could not be parsed"
 _NEVER_CLOSING = asyncio.Event  # a fresh, never-set event when no server drives draining
 
 
@@ -242,7 +254,9 @@ class RequestStream(Generic[ReqT]):
     """The client's messages in a client-streaming or bidi handler.
 
     ``async for request in requests`` yields typed messages and ends when the client
-    half-closes. Only one task may iterate at a time.
+    half-closes. Only one task may iterate at a time. A message that does not parse
+    raises ``InvalidArgument`` (never a half-parsed message); unless the handler catches
+    it, the RPC ends with INVALID_ARGUMENT.
     """
 
     __slots__ = ("_context", "_done", "_received")
@@ -258,7 +272,10 @@ class RequestStream(Generic[ReqT]):
     async def __anext__(self) -> ReqT:
         if self._done:
             raise StopAsyncIteration
-        message: object = await self._context.read()
+        try:
+            message: object = await self._context.read()
+        except _DECODE_ERRORS:
+            raise InvalidArgument(UNPARSEABLE_REQUEST) from None
         if message is grpc.aio.EOF:
             self._done = True
             raise StopAsyncIteration
@@ -270,6 +287,7 @@ class RequestStream(Generic[ReqT]):
 
         Raises:
             StopAsyncIteration: the client has half-closed.
+            InvalidArgument: the next message did not parse as the request type.
         """
         return await self.__anext__()
 
