@@ -124,8 +124,11 @@ async def test_mutual_tls_refuses_a_client_without_a_certificate(pki: Pki) -> No
         serving(servicer, tls=pki.server_tls(mutual=True)) as (_, target),
         tls_client(target, pki.client_tls(with_cert=False)) as client,
     ):
-        with pytest.raises(grpcstream.Unavailable):
+        with pytest.raises(grpcstream.Unavailable) as caught:
             await client.unary(client.stub.Unary, Req(value="hi"))
+        # grpc only says "Socket closed" here; on a TLS channel grpcstream adds a hint.
+        assert "TLS handshake may have failed" in caught.value.details
+        assert "cert and key" in caught.value.details
     assert servicer.calls == 0
 
 
@@ -158,6 +161,7 @@ async def test_a_client_trusting_the_wrong_ca_gets_a_clear_unavailable(pki: Pki)
         # grpc's own details name the handshake and the reason; grpcstream passes them on.
         assert "tls handshake failed" in caught.value.details.lower()
         assert "CERTIFICATE_VERIFY_FAILED" in caught.value.details
+        assert "grpcstream:" not in caught.value.details  # no hint needed
         with pytest.raises(grpcstream.Unavailable, match=r"(?i)tls"):
             async with client.server_stream(client.stub.ServerStream, Req(seq=1)) as replies:
                 async for _ in replies:
@@ -181,8 +185,9 @@ async def test_a_plaintext_client_cannot_talk_to_a_tls_server(pki: Pki) -> None:
         serving(servicer, tls=pki.server_tls()) as (_, target),
         tls_client(target, None) as client,
     ):
-        with pytest.raises(grpcstream.Unavailable):
+        with pytest.raises(grpcstream.Unavailable) as caught:
             await client.unary(client.stub.Unary, Req(value="hi"))
+        assert "grpcstream:" not in caught.value.details  # not a TLS channel: no TLS hint
     assert servicer.calls == 0
 
 
@@ -601,3 +606,34 @@ async def test_stream_client_auth_must_be_a_bearer_token() -> None:
                 dummy_pb2_grpc.DummyServiceStub,
                 auth="tok",  # type: ignore[arg-type]
             )
+
+
+async def test_concurrent_calls_each_see_their_own_principal() -> None:
+    servicer = AuthedService()
+    async with (
+        serving(servicer, auth=grpcstream.BearerAuth(verify_known)) as (_, target),
+        tls_client(target, None, auth=grpcstream.BearerToken("tok-alice")) as alice,
+        tls_client(target, None, auth=grpcstream.BearerToken("tok-bob")) as bob,
+    ):
+
+        async def whoami(client: DummyClient) -> str:
+            async with client.server_stream(client.stub.ServerStream, Req()) as replies:
+                (value,) = [reply.value async for reply in replies]
+                return value
+
+        clients = [alice, bob] * 20
+        seen = await asyncio.gather(*(whoami(client) for client in clients))
+        assert seen == ["alice", "bob"] * 20
+
+
+async def test_without_auth_the_principal_is_none() -> None:
+    async with (
+        serving(AuthedService()) as (_, target),
+        tls_client(target, None) as client,
+    ):
+        assert await principals_of_four_patterns(client) == ["None"] * 4
+
+
+def test_max_metadata_bytes_is_validated() -> None:
+    with pytest.raises(ValueError, match="max_metadata_bytes"):
+        grpcstream.StreamServer(max_metadata_bytes=0)

@@ -51,6 +51,16 @@ HIDDEN_BROKEN_STREAM = (
     "behind INTERNAL: Internal error from Core)"
 )
 
+# How grpc words a failure to establish any connection; on a TLS channel that includes
+# a handshake the server refused, which grpc may only report as "Socket closed".
+_CONNECT_FAILED = "failed to connect to all addresses"
+_TLS_WORDS = ("tls", "ssl", "handshake", "certificate")
+TLS_CONNECT_HINT = (
+    " [grpcstream: this is a TLS channel, so the TLS handshake may have failed: check "
+    "ClientTLS ca and server_name, and give it cert and key if the server requires client "
+    "certificates]"
+)
+
 # grpc.aio replaces a call's real status with this one when a pending write fails in the
 # C-core (for example when the deadline expires while flow control blocks the write).
 _CORE_INTERNAL = "Internal error from Core"
@@ -84,6 +94,7 @@ class CallHandle:
         "_phase",
         "_producer_error",
         "_producers",
+        "_tls",
     )
 
     _pattern = "stream"  # the StreamClient method that makes this kind of handle
@@ -96,6 +107,7 @@ class CallHandle:
         self._cancelled_by: BaseException | None = None
         self._producers: set[asyncio.Task[None]] = set()
         self._producer_error: BaseException | None = None
+        self._tls = False  # set by StreamClient for calls on a channel from connect(tls=)
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._method_name} {self._phase.value}>"
@@ -164,6 +176,14 @@ class CallHandle:
                 trailing_metadata=_pairs(trailing_metadata),
                 code=grpc.StatusCode.UNAVAILABLE,
             )
+        if (
+            self._tls
+            and code is grpc.StatusCode.UNAVAILABLE
+            and details is not None
+            and details.startswith(_CONNECT_FAILED)
+            and not any(word in details.lower() for word in _TLS_WORDS)
+        ):
+            details += TLS_CONNECT_HINT
         return rpc_error(code, details, trailing_metadata)
 
     def _from_aio(self, exc: grpc.aio.AioRpcError) -> RpcError:

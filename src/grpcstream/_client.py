@@ -35,6 +35,9 @@ MetadataArg = Sequence[tuple[str, str | bytes]]
 
 CLIENT_CLOSED = "the StreamClient is closed; create a new one to start calls"
 
+# Channels connect() made with tls=: their connection failures get a TLS hint.
+_TLS_CHANNELS: weakref.WeakSet[grpc.aio.Channel] = weakref.WeakSet()
+
 
 def connect(
     target: str,
@@ -83,7 +86,9 @@ def connect(
     if tls is not None:
         credentials, tls_options = tls.channel_credentials()
         merged.extend(tls_options)
-        return grpc.aio.secure_channel(target, credentials, options=merged)
+        channel = grpc.aio.secure_channel(target, credentials, options=merged)
+        _TLS_CHANNELS.add(channel)
+        return channel
     return grpc.aio.insecure_channel(target, options=merged)
 
 
@@ -138,6 +143,7 @@ class StreamClient(Generic[StubT]):
         self._max_queued = max_queued
         self._retry = retry
         self._auth = auth
+        self._tls = channel in _TLS_CHANNELS
         self._open: weakref.WeakSet[CallHandle] = weakref.WeakSet()
         self._closed = False
 
@@ -430,6 +436,7 @@ class StreamClient(Generic[StubT]):
             raise StreamClosedError(CLIENT_CLOSED)
 
     def _track(self, handle: _HandleT) -> _HandleT:
+        handle._tls = self._tls
         self._open.add(handle)
         return handle
 
