@@ -188,6 +188,26 @@ async def test_rpcs_beyond_max_concurrent_rpcs_are_refused() -> None:
         await back_to_baseline(target, baseline)
 
 
+async def test_streams_beyond_max_concurrent_streams_wait_for_a_free_slot() -> None:
+    async with served(max_concurrent_streams=2) as (servicer, target, baseline):
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = _stub(channel)
+            holding = [stub.ServerStream(Req(value="hold")) for _ in range(2)]
+            for call in holding:
+                assert isinstance(await asyncio.wait_for(call.read(), WAIT), Reply)
+            # HTTP/2 limit per connection: a third stream is not refused, it queues in
+            # the client until a slot frees (here its own short deadline ends the wait).
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await stub.Unary(Req(value="queued"), timeout=0.5)
+            assert caught.value.code() is grpc.StatusCode.DEADLINE_EXCEEDED
+            assert servicer.calls == 2
+            waiting = stub.Unary(Req(value="queued", seq=5), timeout=WAIT)
+            holding[0].cancel()
+            assert (await waiting).seq == 5
+            holding[1].cancel()
+        await back_to_baseline(target, baseline)
+
+
 # -- slow-loris ------------------------------------------------------------------------------
 
 STREAMS = 200

@@ -637,3 +637,32 @@ async def test_without_auth_the_principal_is_none() -> None:
 def test_max_metadata_bytes_is_validated() -> None:
     with pytest.raises(ValueError, match="max_metadata_bytes"):
         grpcstream.StreamServer(max_metadata_bytes=0)
+
+
+async def test_closing_the_client_while_a_token_is_fetched_starts_no_call() -> None:
+    release = asyncio.Event()
+
+    async def slow_token() -> str:
+        await release.wait()
+        return "tok-alice"
+
+    servicer = AuthedService()
+    async with (
+        serving(servicer, auth=grpcstream.BearerAuth(verify_known)) as (_, target),
+        tls_client(target, None, auth=grpcstream.BearerToken(slow_token)) as client,
+    ):
+        fetching = asyncio.Event()
+
+        async def consume() -> None:
+            fetching.set()
+            async with client.server_stream(client.stub.ServerStream, Req()) as replies:
+                async for _ in replies:
+                    pass
+
+        task = asyncio.create_task(consume())
+        await asyncio.wait_for(fetching.wait(), WAIT)
+        await client.aclose()
+        release.set()
+        with pytest.raises(grpcstream.StreamClosedError):
+            await asyncio.wait_for(task, WAIT)
+    assert servicer.calls == 0

@@ -280,7 +280,10 @@ class StreamClient(Generic[StubT]):
             last: RespT | None, attempt_timeout: float | None
         ) -> grpc.aio.UnaryStreamCall[Any, RespT]:
             self._check_open()
-            metadata = call_metadata if auth is None else await _fresh_auth(call_metadata, auth)
+            metadata = call_metadata
+            if auth is not None:
+                metadata = await _fresh_auth(call_metadata, auth)
+                self._check_open()  # the client may have closed while the token came
             message = request if last is None or resume is None else resume(request, last)
             return method(message, timeout=attempt_timeout, metadata=metadata)
 
@@ -329,7 +332,10 @@ class StreamClient(Generic[StubT]):
             attempt_timeout: float | None,
         ) -> grpc.aio.StreamUnaryCall[ReqT, RespT]:
             self._check_open()
-            metadata = call_metadata if auth is None else await _fresh_auth(call_metadata, auth)
+            metadata = call_metadata
+            if auth is not None:
+                metadata = await _fresh_auth(call_metadata, auth)
+                self._check_open()  # the client may have closed while the token came
             return method(timeout=attempt_timeout, metadata=metadata)
 
         bound = self._max_queued_for(max_queued)
@@ -383,7 +389,10 @@ class StreamClient(Generic[StubT]):
             attempt_timeout: float | None,
         ) -> grpc.aio.StreamStreamCall[ReqT, RespT]:
             self._check_open()
-            metadata = call_metadata if auth is None else await _fresh_auth(call_metadata, auth)
+            metadata = call_metadata
+            if auth is not None:
+                metadata = await _fresh_auth(call_metadata, auth)
+                self._check_open()  # the client may have closed while the token came
             return method(timeout=attempt_timeout, metadata=metadata)
 
         bound = self._max_queued_for(max_queued)
