@@ -146,6 +146,20 @@ async def test_oversized_messages_are_refused_in_both_directions() -> None:
         await back_to_baseline(target, baseline)
 
 
+async def test_default_limits_are_4_mib_in_both_directions() -> None:
+    five_mib = 5 * MiB
+    async with served() as (servicer, target, baseline):
+        # the client accepts more than 4 MiB here, so only the server's send limit applies
+        async with grpcstream.connect(target, max_receive_message_bytes=8 * MiB) as channel:
+            client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub, timeout=WAIT)
+            with pytest.raises(grpcstream.ResourceExhausted, match="SERVER: Sent message larger"):
+                await client.unary(client.stub.Unary, Req(value=f"big:{five_mib}"))
+            with pytest.raises(grpcstream.ResourceExhausted, match="CLIENT: Sent message larger"):
+                await client.unary(client.stub.Unary, Req(value="x" * five_mib))
+            assert servicer.calls == 1  # only the first reached a handler
+        await back_to_baseline(target, baseline)
+
+
 async def test_oversized_metadata_is_refused_before_any_handler() -> None:
     async with served(max_metadata_bytes=2048) as (servicer, target, baseline):
         async with grpcstream.connect(target) as channel:

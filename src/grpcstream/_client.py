@@ -15,7 +15,7 @@ import grpc.aio
 from ._base import USE_CLIENT_DEFAULT, UseClientDefault
 from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._exceptions import RpcError, StreamClosedError
-from ._options import ChannelOption, KeepAlive, message_size_options
+from ._options import DEFAULT_MAX_MESSAGE_BYTES, ChannelOption, KeepAlive, message_size_options
 from ._retry import Retrier, RetryPolicy
 from ._security import AuthMetadata, BearerToken, ClientTLS, bearer_metadata
 from ._send_calls import BidiStream, ClientStream
@@ -79,6 +79,8 @@ def connect(
     merged: list[ChannelOption] = []
     if keepalive is not None:
         merged.extend(keepalive.channel_options())
+    if max_send_message_bytes is None:
+        max_send_message_bytes = DEFAULT_MAX_MESSAGE_BYTES  # grpc alone would not limit it
     merged.extend(message_size_options(max_send_message_bytes, max_receive_message_bytes))
     if not grpc_retries:
         merged.append(("grpc.enable_retries", 0))

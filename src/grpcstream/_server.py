@@ -17,7 +17,12 @@ import grpc
 import grpc.aio
 
 from ._exceptions import UsageError
-from ._options import ChannelOption, KeepAliveEnforcement, message_size_options
+from ._options import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    ChannelOption,
+    KeepAliveEnforcement,
+    message_size_options,
+)
 from ._security import BearerAuth, ServerTLS
 from ._servicer import StreamServicer
 
@@ -103,7 +108,13 @@ class StreamServer:
         if keepalive is not None:
             server_options.extend(keepalive.server_options())
         server_options.extend(
-            message_size_options(max_send_message_bytes, max_receive_message_bytes)
+            message_size_options(
+                # grpc alone would not limit what the server sends
+                DEFAULT_MAX_MESSAGE_BYTES
+                if max_send_message_bytes is None
+                else max_send_message_bytes,
+                max_receive_message_bytes,
+            )
         )
         if max_concurrent_streams is not None:
             server_options.append(("grpc.max_concurrent_streams", max_concurrent_streams))
