@@ -529,9 +529,12 @@ async def test_a_failing_token_source_fails_the_call_not_the_client() -> None:
         serving(AuthedService(), auth=grpcstream.BearerAuth(verify_known)) as (_, target),
         tls_client(target, None, auth=grpcstream.BearerToken(flaky)) as client,
     ):
+        stream = client.server_stream(client.stub.ServerStream, Req())
         with pytest.raises(OSError, match="unreachable"):
-            async with client.server_stream(client.stub.ServerStream, Req()):
+            async with stream:
                 pass
+        assert client.open_streams == 0  # forgotten at once, not when garbage-collected
+        del stream
         with pytest.raises(ValueError, match="token is empty"):
             await client.unary(client.stub.Unary, Req())
         assert (await client.unary(client.stub.Unary, Req())).value == "alice"

@@ -40,6 +40,7 @@ __all__ = ["CallHandle", "ResponseStream", "UnaryCall"]
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 _T = TypeVar("_T")
+_CallT = TypeVar("_CallT")
 
 CANCELLED_LOCALLY = "the call was cancelled by the client"
 NOT_ENTERED = "use the stream as an async context manager: `async with client.{}(...) as s`"
@@ -274,6 +275,19 @@ class CallHandle:
         if self._phase is not _Phase.CREATED:
             raise UsageError(f"{self!r} was already used; start a new call instead")
 
+    async def _open_first(self, opening: Awaitable[_CallT]) -> _CallT:
+        """Await the first attempt's call (its token may be fetched meanwhile).
+
+        If that fails (the token source raised, the client closed), the handle is done:
+        the client stops tracking it and the error propagates from ``__aenter__``.
+        """
+        try:
+            return await opening
+        except BaseException:
+            self._phase = _Phase.EXITED
+            self._on_exit(self)
+            raise
+
     def _enter(self, call: _AnyCall) -> None:
         self._check_unused()
         self._call = call
@@ -490,7 +504,7 @@ class ResponseStream(CallHandle, Generic[RespT]):
     async def __aenter__(self) -> Self:
         self._check_unused()
         timeout = self._retrier.attempt_timeout() if self._retrier else self._timeout
-        self._enter(await self._open_call(None, timeout))
+        self._enter(await self._open_first(self._open_call(None, timeout)))
         return self
 
     async def __aexit__(

@@ -93,7 +93,7 @@ class _Sender(CallHandle, Generic[ReqT]):
     async def _start(self) -> None:
         self._check_unused()
         timeout = self._retrier.attempt_timeout() if self._retrier else self._timeout
-        call = await self._open_call(timeout)
+        call = await self._open_first(self._open_call(timeout))
         self._enter(call)
         if self._retrier is None:
             write, done_writing = self._plain_writer(call)
