@@ -330,3 +330,21 @@ async def test_stream_must_be_entered_before_use() -> None:
         with pytest.raises(grpcstream.UsageError, match="already used"):
             async with replies:
                 pass
+
+
+async def test_close_send_succeeds_when_the_server_ends_ok_right_after_the_half_close() -> None:
+    async def count_then_end(requests: AsyncIterator[Req], context: Context) -> None:
+        seen = 0
+        async for _ in requests:
+            seen += 1
+            if seen == 3:
+                return  # status OK, racing the client's half-close
+
+    async with raw_server(bidi=count_then_end) as target, dummy_client(target) as client:
+        for _ in range(50):  # the status and the half-close race; try it many times
+            async with client.bidi_stream(client.stub.Bidi) as chat:
+                for seq in range(3):
+                    await chat.send(Req(seq=seq))
+                await chat.close_send()
+                assert [reply async for reply in chat] == []
+            assert await chat.code() is grpc.StatusCode.OK

@@ -126,10 +126,7 @@ async def test_logs_server_follow_changes_filter_and_upload() -> None:
                 async for entry in follow:
                     if entry.level == ERROR and entry.service != "api":
                         break
-                # TODO(grpcstream): close_send() can raise StreamClosedError when the server
-                # ends the call OK right after the half-close; drop the suppress once fixed.
-                with contextlib.suppress(grpcstream.StreamClosedError):
-                    await follow.close_send()
+                await follow.close_send()
             assert services == ["api"] * 3
             async with client.client_stream(client.stub.UploadLogs) as upload:
                 for seq in range(1, 11):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import sys
 
 import grpcstream
@@ -51,11 +50,7 @@ async def chat(target: str, room: str, name: str, say: list[str], until_from: st
                     while line := await lines.readline():
                         await stream.send(ChatMessage(text=line.decode().rstrip("\n")))
                 # Leave: the server ends the call after this half-close.
-                # TODO(grpcstream): close_send() may raise StreamClosedError when the server
-                # ends the call with OK right after seeing the half-close (reported upstream);
-                # the call is over either way, and a failed status still reaches `async for`.
-                with contextlib.suppress(grpcstream.StreamClosedError):
-                    await stream.close_send()
+                await stream.close_send()
 
             stream.spawn(speak())  # writes run in their own task while this one reads
             async for message in stream:

@@ -262,6 +262,8 @@ class _Sender(CallHandle, Generic[ReqT]):
             return
         grpc_code = _STATUS_FROM_CORE.get(code())
         if grpc_code is None or grpc_code is grpc.StatusCode.OK:
+            if queue.closed and queue.error is None and not queue.statistics().queued:
+                return  # everything was written and the half-close is on its way: a success
             queue.fail(StreamClosedError(SEND_ON_CLOSED))
             return
         error = self._translate(grpc_code, status.details(), status.trailing_metadata())
