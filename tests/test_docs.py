@@ -24,6 +24,7 @@ from docs.snippets import (
     pitfalls,
     quickstart,
     retry,
+    security,
     server,
     shutdown,
 )
@@ -83,6 +84,10 @@ EXPECTED: dict[str, list[str]] = {
         "uploaded: 50",
         "followed: [1, 2, 3]",
     ],
+    "security": [
+        "over mTLS with a token: healthy True",
+        "bad token: UNAUTHENTICATED",
+    ],
     "shutdown": [
         "open stream ended: OK",
         "new call after the drain: UNAVAILABLE",
@@ -114,6 +119,7 @@ EXPECTED: dict[str, list[str]] = {
 
 SELF_CONTAINED: dict[str, Callable[[], Awaitable[None]]] = {
     "retry": retry.main,
+    "security": security.main,
     "server": server.main,
     "shutdown": shutdown.main,
 }
