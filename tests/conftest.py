@@ -13,6 +13,7 @@ import grpc
 import grpc.aio
 
 import grpcstream
+import grpcstream.testing
 from grpcstream_demo import dummy_pb2, dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
 
@@ -163,15 +164,12 @@ async def server_process() -> AsyncIterator[ServerProcess]:
 async def serving(
     *servicers: object, **server_options: Any
 ) -> AsyncIterator[tuple[grpcstream.StreamServer, str]]:
-    """An in-process StreamServer on 127.0.0.1:0 with ``servicers``; yields it and its target."""
-    server = grpcstream.StreamServer("127.0.0.1:0", **server_options)
-    for servicer in servicers:
-        server.add(servicer)
-    await server.start()
-    try:
-        yield server, f"127.0.0.1:{server.port}"
-    finally:
-        await server.stop(grace=0)
+    """An in-process StreamServer on 127.0.0.1:0 with ``servicers``; yields it and its target.
+
+    Built on ``grpcstream.testing.serve``, the helper the library offers its users.
+    """
+    async with grpcstream.testing.serve(*servicers, **server_options) as running:
+        yield running.server, running.target
 
 
 async def wait_until(condition: Callable[[], bool], timeout: float = WAIT) -> None:
