@@ -28,6 +28,7 @@ from .conftest import (
     raw_server,
     server_process,
     wait_for,
+    wait_until,
 )
 
 BIG = b"x" * 256 * 1024
@@ -148,7 +149,7 @@ async def test_cancelling_an_iterating_helper_task_cancels_the_rpc_too() -> None
         async with client.server_stream(client.stub.ServerStream, Req()) as replies:
             assert (await anext(replies)).seq == 1
             reader = asyncio.create_task(anext(replies))
-            await asyncio.sleep(0)  # let it start waiting in read()
+            await wait_until(lambda: replies._reading)  # it is waiting in read()
             reader.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await reader

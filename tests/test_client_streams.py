@@ -11,7 +11,15 @@ import pytest
 import grpcstream
 from grpcstream_demo.dummy_pb2 import Reply, Req
 
-from .conftest import WAIT, Context, dummy_client, grpcstream_tasks, raw_server, wait_for
+from .conftest import (
+    WAIT,
+    Context,
+    dummy_client,
+    grpcstream_tasks,
+    raw_server,
+    wait_for,
+    wait_until,
+)
 
 PRODUCERS = 16
 PER_PRODUCER = 1000
@@ -309,7 +317,7 @@ async def test_iterating_from_two_tasks_is_refused() -> None:
     async with raw_server(server_stream=endless) as target, dummy_client(target) as client:
         async with client.server_stream(client.stub.ServerStream, Req()) as replies:
             first = asyncio.create_task(anext(replies))
-            await asyncio.sleep(0)  # let the first reader start waiting
+            await wait_until(lambda: replies._reading)  # the first reader is waiting
             with pytest.raises(grpcstream.BusyStreamError):
                 await anext(replies)
             first.cancel()
@@ -348,3 +356,10 @@ async def test_close_send_succeeds_when_the_server_ends_ok_right_after_the_half_
                 await chat.close_send()
                 assert [reply async for reply in chat] == []
             assert await chat.code() is grpc.StatusCode.OK
+
+
+def test_grpc_still_exposes_the_call_status_grpcstream_reads_synchronously() -> None:
+    """_send_calls reads the cython call's status in a done-callback; fail loudly if gone."""
+    from grpc._cython import cygrpc  # type: ignore[attr-defined]
+
+    assert "_status" in dir(cygrpc._AioCall)

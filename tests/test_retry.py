@@ -16,7 +16,7 @@ import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
 
-from .conftest import WAIT, Context, ServerProcess, dummy_client, raw_server
+from .conftest import WAIT, Context, ServerProcess, dummy_client, raw_server, wait_until
 from .tcp_proxy import tcp_proxy
 
 
@@ -290,6 +290,7 @@ async def test_client_stream_past_the_buffer_says_why_it_cannot_retry() -> None:
                 for seq in range(5):
                     await upload.send(Req(seq=seq, payload=b"x" * 10))
                 await upload.close_and_receive()
+    assert isinstance(caught.value, grpcstream.Unavailable)  # still the failure's own class
     assert isinstance(caught.value.__cause__, grpcstream.Unavailable)
     assert attempts == [1]
 
@@ -384,3 +385,104 @@ async def test_bidi_after_responses_needs_resume() -> None:
             seen.extend([reply.seq async for reply in chat])
     assert calls == 2
     assert seen == [1, 2, 2, 3]
+
+
+async def test_cancel_during_backoff_stops_the_retries() -> None:
+    attempts = 0
+
+    async def fail(request: Req, context: Context) -> None:
+        nonlocal attempts
+        attempts += 1
+        await context.abort(grpc.StatusCode.UNAVAILABLE, f"attempt {attempts}")
+
+    sleeps = Sleeps()
+    sleeps.gate = asyncio.Event()
+    policy = grpcstream.RetryPolicy(max_attempts=3, sleep=sleeps)
+    async with raw_server(server_stream=fail) as target, dummy_client(target) as client:
+        async with client.server_stream(client.stub.ServerStream, Req(), retry=policy) as s:
+            reader = asyncio.create_task(anext(s))
+            await wait_until(lambda: len(sleeps.delays) == 1)  # in the first backoff
+            assert s.cancel() is True
+            sleeps.gate.set()
+            with pytest.raises(grpcstream.Cancelled):
+                await asyncio.wait_for(reader, WAIT)
+    assert attempts == 1
+
+
+async def test_bidi_resume_cannot_retry_for_ever() -> None:
+    calls = 0
+
+    async def echo_then_fail(requests: AsyncIterator[Req], context: Context) -> None:
+        nonlocal calls
+        calls += 1
+        async for request in requests:
+            await context.write(Reply(seq=request.seq))
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "flapping")
+
+    policy = grpcstream.RetryPolicy(max_attempts=3, sleep=Sleeps())
+    async with raw_server(bidi=echo_then_fail) as target, dummy_client(target) as client:
+        with pytest.raises(grpcstream.Unavailable, match="flapping"):
+            async with client.bidi_stream(
+                client.stub.Bidi, retry=policy, resume=lambda last: [Req(seq=last.seq)]
+            ) as chat:
+                await chat.send(Req(seq=1))
+                async with asyncio.timeout(WAIT):
+                    async for _ in chat:
+                        pass
+    assert calls == 3  # max_attempts counts every attempt of a bidi stream
+
+
+async def test_deadline_is_a_hard_budget_even_with_instant_retries() -> None:
+    attempts = 0
+    budgets: list[float] = []
+
+    async def hang(request: Req, context: Context) -> Reply:
+        nonlocal attempts
+        attempts += 1
+        remaining = context.time_remaining()
+        assert remaining is not None
+        budgets.append(remaining)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    policy = grpcstream.RetryPolicy(
+        deadline=0.3,
+        stop=tenacity.stop_never,
+        wait=tenacity.wait_none(),
+        retry_on=frozenset({grpc.StatusCode.DEADLINE_EXCEEDED}),
+    )
+    async with raw_server(unary=hang) as target, dummy_client(target, timeout=30.0) as client:
+        started = time.monotonic()
+        with pytest.raises(grpcstream.DeadlineExceeded):
+            await client.unary(client.stub.Unary, Req(), retry=policy)
+        assert time.monotonic() - started < 0.3 + 1.0
+    # grpc's timer may fire a hair before our clock says the budget is spent, which can
+    # allow one last, tiny attempt; never more.
+    assert attempts <= 2
+    assert budgets[0] <= 0.3  # the attempt's timeout was the budget, not the call's 30 s
+
+
+async def test_a_non_retryable_status_crossing_a_write_is_never_retried() -> None:
+    calls = 0
+
+    async def reject(requests: AsyncIterator[Req], context: Context) -> Reply:
+        nonlocal calls
+        calls += 1
+        async for _ in requests:
+            break
+        await context.abort(grpc.StatusCode.INVALID_ARGUMENT, "bad upload")
+        raise AssertionError("unreachable")
+
+    big = b"x" * 60_000  # writes block on flow control when the server stops reading
+    policy = grpcstream.RetryPolicy(sleep=Sleeps(), replay_buffer_bytes=10_000_000)
+    async with raw_server(client_stream=reject) as target, dummy_client(target) as client:
+        with pytest.raises(grpcstream.RpcError) as caught:
+            async with asyncio.timeout(WAIT):
+                async with client.client_stream(client.stub.ClientStream, retry=policy) as up:
+                    for seq in range(100):
+                        await up.send(Req(seq=seq, payload=big))
+                    await up.close_and_receive()
+    # grpc.aio may hide the status behind INTERNAL when it crosses a write; then it is
+    # Unknown (never Unavailable, which would be retried), otherwise the real status.
+    assert caught.value.code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.UNKNOWN)
+    assert calls == 1

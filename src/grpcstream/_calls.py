@@ -26,7 +26,7 @@ from ._exceptions import (
     Metadata,
     RpcError,
     StreamClosedError,
-    Unavailable,
+    Unknown,
     UsageError,
     rpc_error,
 )
@@ -170,12 +170,13 @@ class CallHandle:
                     trailing_metadata=_pairs(trailing_metadata),
                     code=grpc.StatusCode.DEADLINE_EXCEEDED,
                 )
-            # Otherwise the write met a stream that had just ended (the server's status
-            # and the write crossed): a broken stream, which is what UNAVAILABLE means.
-            return Unavailable(
+            # Otherwise the write met a stream that had just ended and grpc.aio dropped the
+            # server's status. Unknown, not a guess: it must not look retryable. (Client
+            # streams recover the real status from the response; see _send_calls.)
+            return Unknown(
                 HIDDEN_BROKEN_STREAM,
                 trailing_metadata=_pairs(trailing_metadata),
-                code=grpc.StatusCode.UNAVAILABLE,
+                code=grpc.StatusCode.UNKNOWN,
             )
         if (
             self._tls
@@ -209,12 +210,24 @@ class CallHandle:
 
     def _cancel(self, reason: BaseException) -> bool:
         call = self._call
-        if call is None or call.done():
+        if call is None:
             return False
+        if call.done():
+            # Between attempts of a retried call the current attempt is over, but the call
+            # is not: cancelling must stop the next attempt.
+            if not self._retrying() or self._cancelled_by is not None:
+                return False
+            self._cancelled_by = reason
+            self._fail_sending(StreamClosedError(CANCELLED_LOCALLY))
+            return True
         if self._cancelled_by is None:
             self._cancelled_by = reason
         self._fail_sending(StreamClosedError(CANCELLED_LOCALLY))
         return call.cancel()
+
+    def _retrying(self) -> bool:
+        """True while a retry policy may still start another attempt."""
+        return self._phase is _Phase.ENTERED and getattr(self, "_retrier", None) is not None
 
     def _fail_sending(self, error: BaseException) -> None:
         """Overridden by handles with a send side."""
@@ -543,15 +556,19 @@ class ResponseStream(CallHandle, Generic[RespT]):
 
     async def _reopen_after(self, error: RpcError) -> bool:
         retrier = self._retrier
-        if retrier is None or self._cancelled_by is not None:
+        if self._cancelled_by is not None:
+            raise self._cancelled_by
+        if retrier is None:
             return False
         if self._last is not None and not self._resumable:
             return False  # a silent restart would deliver the same responses twice
         if self._received > self._received_at_reopen:
-            retrier.made_progress()  # backoff and attempts restart after progress
+            retrier.made_progress()  # new entries arrived: backoff and attempts restart
             self._received_at_reopen = self._received
         if not await retrier.backoff(error):
             return False
+        if self._cancelled_by is not None:
+            raise self._cancelled_by  # cancel() came during the backoff
         call = await self._open_call(self._last, retrier.attempt_timeout())
         self._call = call
         if self._cancelled_by is not None:

@@ -437,7 +437,7 @@ class StreamClient(Generic[StubT]):
 
     @property
     def open_streams(self) -> int:
-        """How many streams started by this client are inside their ``async with`` block."""
+        """How many calls of this client are not finished yet (created or in their block)."""
         return len(self._open)
 
     # -- helpers ---------------------------------------------------------------------------

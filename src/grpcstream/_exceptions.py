@@ -5,8 +5,8 @@ GrpcStreamError
 ├── RpcError(code, details, trailing_metadata)   one subclass per non-OK status
 ├── UsageError(RuntimeError)                     API misuse
 │     ├── StreamClosedError
-│     ├── BusyStreamError
-│     └── RetryNotPossibleError
+│     └── BusyStreamError
+├── RetryNotPossibleError                        a retryable failure that could not be retried
 ├── BrokenStreamError                            the peer went away while we were sending
 └── WouldBlock                                   send_nowait on a full queue
 ```
@@ -81,8 +81,13 @@ class BusyStreamError(UsageError):
     """Two tasks tried to do something only one task may do at a time (e.g. iterate one stream)."""
 
 
-class RetryNotPossibleError(UsageError):
-    """A stream failed and could not be retried; the message says why, the cause is the failure."""
+class RetryNotPossibleError(GrpcStreamError):
+    """A call failed with a retryable status, but the stream could not be retried.
+
+    Raised instances are also the failure's own status class, so ``except Unavailable``
+    still catches them: ``retry_not_possible()`` builds a class that derives from both.
+    The message says why it could not be retried, and ``__cause__`` is the failure.
+    """
 
 
 class BrokenStreamError(GrpcStreamError):
@@ -300,3 +305,23 @@ def map_grpc_errors() -> Iterator[None]:
         yield
     except grpc.aio.AioRpcError as exc:
         raise from_aio_error(exc) from exc
+
+
+_NOT_RETRIED_CLASSES: dict[type[RpcError], type[RpcError]] = {}
+
+
+def retry_not_possible(error: RpcError, reason: str) -> RpcError:
+    """``error`` again, as an instance of both its class and :class:`RetryNotPossibleError`.
+
+    Args:
+        error: the typed failure that could not be retried.
+        reason: why, for the message (``"what was sent exceeds the replay buffer"``).
+    """
+    base = type(error)
+    combined = _NOT_RETRIED_CLASSES.get(base)
+    if combined is None:
+        combined = type(f"{base.__name__}NotRetried", (RetryNotPossibleError, base), {})
+        combined.__module__ = base.__module__
+        _NOT_RETRIED_CLASSES[base] = combined
+    details = f"{error.details} (not retried: {reason})" if error.details else reason
+    return combined(details, trailing_metadata=error.trailing_metadata, code=error.code)

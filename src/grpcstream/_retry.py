@@ -31,6 +31,7 @@ PUSHBACK_TRAILER = "grpc-retry-pushback-ms"
 """Trailer a server sets to say when (or, if negative, whether) to retry."""
 
 DEFAULT_REPLAY_BUFFER_BYTES = 256 * 1024
+_MIN_ATTEMPT_SECONDS = 0.005  # an attempt with less budget than this could not succeed
 
 
 class RetryEvent(NamedTuple):
@@ -136,8 +137,7 @@ class Retrier:
         self._policy = policy
         self._method = method
         self._timeout = timeout
-        now = time.monotonic()
-        self._deadline_at = None if policy.deadline is None else now + policy.deadline
+        self._deadline_at: float | None = None  # set when the first attempt starts
         self._state = tenacity.RetryCallState(
             tenacity.AsyncRetrying(
                 stop=policy.stop_strategy(), wait=policy.wait_strategy(), sleep=policy.sleep
@@ -153,7 +153,12 @@ class Retrier:
         return self._state.attempt_number
 
     def attempt_timeout(self) -> float | None:
-        """The smaller of the call timeout and what is left of the overall deadline."""
+        """The smaller of the call timeout and what is left of the overall deadline.
+
+        The first call starts the deadline's clock (the first attempt is about to start).
+        """
+        if self._deadline_at is None and self._policy.deadline is not None:
+            self._deadline_at = time.monotonic() + self._policy.deadline
         remaining = self.remaining()
         if remaining is None:
             return self._timeout
@@ -197,9 +202,11 @@ class Retrier:
         if state.retry_object.stop(state):
             return False
         delay = pushback if pushback is not None else float(state.retry_object.wait(state))
-        remaining = self.remaining()
-        if remaining is not None and delay >= remaining:
-            return False
+        if (
+            self._deadline_at is not None
+            and time.monotonic() + delay >= self._deadline_at - _MIN_ATTEMPT_SECONDS
+        ):
+            return False  # the next attempt could not start (and do anything) in the budget
         event = RetryEvent(self._method, state.attempt_number, error.code, delay, error)
         logger.info(
             "%s: attempt %d failed with %s; retrying in %.3f s",

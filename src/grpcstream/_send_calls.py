@@ -18,7 +18,9 @@ import grpc
 import grpc.aio
 
 from ._calls import (
+    _CORE_INTERNAL,
     CANCELLED_LOCALLY,
+    HIDDEN_BROKEN_STREAM,
     NOT_ENTERED,
     NOT_FINISHED,
     CallHandle,
@@ -28,10 +30,11 @@ from ._calls import (
 from ._exceptions import (
     SEND_ON_CLOSED,
     BusyStreamError,
-    RetryNotPossibleError,
     RpcError,
     StreamClosedError,
     UsageError,
+    retry_not_possible,
+    rpc_error,
 )
 from ._retry import Retrier
 from ._send_queue import SendQueue, SendQueueStatistics
@@ -113,7 +116,7 @@ class _Sender(CallHandle, Generic[ReqT]):
             try:
                 await call.write(message)
             except grpc.aio.AioRpcError as exc:
-                raise self._from_aio(exc) from exc
+                raise await self._unmasked(self._from_aio(exc)) from exc
             except (asyncio.InvalidStateError, grpc.aio.UsageError):
                 raise await self._ended_error() from None
 
@@ -157,10 +160,14 @@ class _Sender(CallHandle, Generic[ReqT]):
         try:
             await operation
         except grpc.aio.AioRpcError as exc:
-            return self._from_aio(exc)
+            return await self._unmasked(self._from_aio(exc))
         except (asyncio.InvalidStateError, grpc.aio.UsageError):
             return await self._ended_error()
         return None
+
+    async def _unmasked(self, error: RpcError) -> RpcError:
+        """The server's real status when grpc.aio hid it behind a failed write, if known."""
+        return error
 
     def _remember(self, message: ReqT) -> None:
         if self._replay is None:
@@ -179,10 +186,10 @@ class _Sender(CallHandle, Generic[ReqT]):
             RetryNotPossibleError: the status is retryable but the stream is not.
         """
         if self._replay is None:
-            raise RetryNotPossibleError(
-                f"{self._method_name} failed with {error.code.name} and cannot be retried: "
+            raise retry_not_possible(
+                error,
                 f"what was sent ({self._replay_bytes} bytes) exceeds the replay buffer "
-                f"({self._replay_limit} bytes; RetryPolicy.replay_buffer_bytes)"
+                f"({self._replay_limit} bytes; RetryPolicy.replay_buffer_bytes)",
             ) from error
         return list(self._replay)
 
@@ -201,7 +208,9 @@ class _Sender(CallHandle, Generic[ReqT]):
         """
         retrier = self._retrier
         lock = self._reopen_lock
-        if retrier is None or lock is None or self._cancelled_by is not None:
+        if self._cancelled_by is not None:
+            raise self._cancelled_by
+        if retrier is None or lock is None:
             return False
         async with lock:
             if generation != self._generation:
@@ -212,6 +221,8 @@ class _Sender(CallHandle, Generic[ReqT]):
                 messages = self._replacement_messages(error)
                 if messages is None or not await retrier.backoff(error):
                     return False
+                if self._cancelled_by is not None:
+                    raise self._cancelled_by  # cancel() came during the backoff
                 self._replay = []
                 self._replay_bytes = 0
                 for message in messages:
@@ -255,10 +266,13 @@ class _Sender(CallHandle, Generic[ReqT]):
         if self._cancelled_by is not None:
             queue.fail(StreamClosedError(CANCELLED_LOCALLY))
             return
+        # grpc.aio offers the status only as a coroutine; a done-callback must stay
+        # synchronous, so it reads the cython call's status (tests/test_client_streams.py
+        # fails loudly if a grpc release renames it). Without it, the next write or read
+        # meets the status instead.
         status = getattr(getattr(call, "_cython_call", None), "_status", None)
         code = getattr(status, "code", None)
         if status is None or code is None:
-            queue.fail(StreamClosedError(SEND_ON_CLOSED))
             return
         grpc_code = _STATUS_FROM_CORE.get(code())
         if grpc_code is None or grpc_code is grpc.StatusCode.OK:
@@ -450,6 +464,21 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
                 raise self._unparseable()  # grpc.aio logged the deserializer's error
             return response
 
+    async def _unmasked(self, error: RpcError) -> RpcError:
+        # A write that meets the end of the call makes grpc.aio replace the status with
+        # INTERNAL; the response side of a client stream still holds the real one.
+        if error.details != HIDDEN_BROKEN_STREAM:
+            return error
+        call: grpc.aio.StreamUnaryCall[ReqT, RespT] = self._require_call()  # type: ignore[assignment]
+        try:
+            await call
+        except grpc.aio.AioRpcError as exc:
+            if exc.details() != _CORE_INTERNAL:
+                return rpc_error(exc.code(), exc.details(), exc.trailing_metadata())
+        except Exception:  # the response did not come: keep the honest Unknown
+            return error
+        return error
+
     def response(self) -> RespT:
         """The response, once ``close_and_receive()`` (or leaving the block) received it.
 
@@ -492,7 +521,6 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         "_last",
         "_reading",
         "_received",
-        "_received_at_reopen",
         "_resume",
     )
     _pattern = "bidi_stream"
@@ -524,7 +552,6 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         self._iterated = False
         self._received = 0
         self._last: RespT | None = None
-        self._received_at_reopen = 0
 
     async def __aenter__(self) -> Self:
         await self._start()
@@ -573,10 +600,9 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
             return super()._replacement_messages(error)
         if self._resume is None:
             return None  # responses arrived: only resume knows how to continue
-        assert self._retrier is not None
-        if self._received > self._received_at_reopen:
-            self._retrier.made_progress()  # backoff and attempts restart after progress
-            self._received_at_reopen = self._received
+        # Attempts are not reset by progress here, unlike a resumed server stream: the
+        # replies to resume's own messages would count as progress, and a server that
+        # answers them and fails again would be retried for ever.
         return list(self._resume(self._last))
 
     async def receive(self) -> RespT:
