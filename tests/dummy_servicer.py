@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 
+import grpc
+
 import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
@@ -53,6 +55,15 @@ class DummyStreamService(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceS
             await stream.send(Reply(value="hello"))
             await stream.closing.wait()
             await stream.send(Reply(value="bye"))
+        elif request.value == "spawn_return":
+            stream.spawn(self._forever(stream))  # the handler returns at once
+        elif request.value == "producer_fails":
+            stream.spawn(self._fail_soon(stream))
+            await asyncio.Event().wait()  # only the producer's failure ends this
+        elif request.value == "abort_raw":
+            await stream.grpc_context.abort(grpc.StatusCode.NOT_FOUND, "nope")
+        elif request.value == "self_cancel":
+            raise asyncio.CancelledError
         elif request.value == "hold":
             await stream.send(Reply(value="hello"))
             await asyncio.Event().wait()  # ignores closing: cancelled when the grace ends
@@ -67,6 +78,19 @@ class DummyStreamService(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceS
         else:
             for seq in range(request.seq):
                 await stream.send(Reply(seq=seq))
+
+    async def _forever(self, stream: grpcstream.ServerStream[Reply]) -> None:
+        try:
+            seq = 0
+            while True:
+                seq += 1
+                await stream.send(Reply(seq=seq))
+        finally:
+            self.producer_ended.set()
+
+    async def _fail_soon(self, stream: grpcstream.ServerStream[Reply]) -> None:
+        await stream.send(Reply(seq=1))
+        raise ValueError("producer bug: secret detail")
 
     async def _producers(self, stream: grpcstream.ServerStream[Reply]) -> None:
         async def produce(producer: int) -> None:

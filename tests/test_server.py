@@ -13,7 +13,7 @@ import grpcstream
 from grpcstream_demo import dummy_pb2_grpc, logs_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
 
-from .conftest import serving, wait_for, wait_until
+from .conftest import WAIT, serving, wait_for, wait_until
 from .dummy_servicer import PER_PRODUCER, PRODUCERS, DummyStreamService
 
 
@@ -229,3 +229,71 @@ async def test_bad_limits_are_rejected() -> None:
 def test_adapters_keep_the_handler_name() -> None:
     assert DummyStreamService.ServerStream.__name__ == "ServerStream"
     assert issubclass(DummyStreamService, logs_pb2_grpc.LogServiceServicer) is False
+
+
+async def test_producers_spawned_before_the_handler_returned_end_when_the_client_leaves() -> None:
+    service = DummyStreamService()
+    async with serving(service) as (_, addr), grpc.aio.insecure_channel(addr) as ch:
+        baseline = len(asyncio.all_tasks())
+        call = _stub(ch).ServerStream(Req(value="spawn_return"))
+        first = await call.read()
+        assert isinstance(first, Reply)
+        call.cancel()
+        await wait_for(service.producer_ended, timeout=2.0)
+        await wait_until(lambda: len(asyncio.all_tasks()) <= baseline)
+
+
+async def test_a_failing_producer_ends_the_rpc_with_internal_and_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="grpcstream.server")
+    async with serving(DummyStreamService()) as (_, addr), grpc.aio.insecure_channel(addr) as ch:
+        call = _stub(ch).ServerStream(Req(value="producer_fails"), timeout=WAIT)
+        replies = await _read_rest_or_error(call)
+        assert [r.seq for r in replies] == [1]  # what it sent before failing still arrives
+        assert await call.code() is grpc.StatusCode.INTERNAL
+        assert await call.details() == "internal server error"
+    assert any("producer bug" in str(r.exc_info) for r in caplog.records)
+
+
+async def test_aborting_through_the_grpc_context_is_passed_through_quietly(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.ERROR, logger="grpcstream.server")
+    async with serving(DummyStreamService()) as (_, addr), grpc.aio.insecure_channel(addr) as ch:
+        call = _stub(ch).ServerStream(Req(value="abort_raw"), timeout=WAIT)
+        await _read_rest_or_error(call)
+        assert await call.code() is grpc.StatusCode.NOT_FOUND
+    assert caplog.records == []
+
+
+async def test_a_handler_that_cancels_itself_still_ends_the_rpc() -> None:
+    async with serving(DummyStreamService()) as (_, addr), grpc.aio.insecure_channel(addr) as ch:
+        call = _stub(ch).ServerStream(Req(value="self_cancel"), timeout=WAIT)
+        await _read_rest_or_error(call)
+        assert await call.code() is grpc.StatusCode.CANCELLED
+
+
+async def test_stop_returns_only_after_handlers_have_cleaned_up() -> None:
+    service = DummyStreamService()
+    async with serving(service) as (server, addr), grpc.aio.insecure_channel(addr) as ch:
+        call = _stub(ch).ServerStream(Req(value="endless"))
+        await wait_for(service.handler_started)
+        await server.stop(grace=0.1)  # the handler ignores `closing`: cancelled at grace
+        assert service.handler_returned.is_set()
+        assert service.producer_ended.is_set()
+        assert [t for t in asyncio.all_tasks() if t.get_name().startswith("grpcstream")] == []
+        call.cancel()
+
+
+async def _read_rest_or_error(
+    call: grpc.aio.UnaryStreamCall[Req, Reply],
+) -> list[Reply]:
+    replies: list[Reply] = []
+    try:
+        while (reply := await call.read()) is not grpc.aio.EOF:
+            assert isinstance(reply, Reply)
+            replies.append(reply)
+    except grpc.aio.AioRpcError:
+        pass  # the status is what the test checks
+    return replies

@@ -24,7 +24,7 @@ from ._options import (
     message_size_options,
 )
 from ._security import BearerAuth, ServerTLS
-from ._servicer import StreamServicer
+from ._servicer import CLIENT_GONE_GRACE, StreamServicer
 
 __all__ = ["DEFAULT_GRACE", "StreamServer"]
 
@@ -137,6 +137,7 @@ class StreamServer:
         self._health: Any = None
         self._service_names: list[str] = []
         self._closing = asyncio.Event()
+        self._active: set[asyncio.Task[Any]] = set()  # streaming RPCs still cleaning up
         self._stopped = asyncio.Event()
         self._started = False
         self._stopping: asyncio.Task[None] | None = None
@@ -168,7 +169,7 @@ class StreamServer:
         if service_name:
             self._service_names.append(service_name)
         if isinstance(servicer, StreamServicer):
-            servicer._grpcstream_bind(self._closing)
+            servicer._grpcstream_bind(self._closing, self._active)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -255,8 +256,22 @@ class StreamServer:
         self._closing.set()
         if self._server is not None:
             await self._server.stop(grace)
+        await self._wait_for_handlers()
         self._stopped.set()
         logger.info("stopped")
+
+    async def _wait_for_handlers(self) -> None:
+        # grpc's stop() returns once it has cancelled what outlived the grace period, but
+        # those handlers still get CLIENT_GONE_GRACE to finish (and their producers and
+        # writers to end). Returning earlier would let the application close resources
+        # that handlers still use.
+        pending = {task for task in self._active if not task.done()}
+        if pending:
+            _, pending = await asyncio.wait(pending, timeout=CLIENT_GONE_GRACE + 1.0)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
 
     async def wait_stopped(self) -> None:
         """Wait until the server has stopped (after ``stop()`` or a signal)."""

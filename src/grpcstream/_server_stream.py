@@ -140,7 +140,7 @@ class ServerStream(CallContext, Generic[RespT]):
         principal: the authenticated caller, if any.
     """
 
-    __slots__ = ("_producers", "_queue")
+    __slots__ = ("_handler_task", "_producer_error", "_producers", "_queue")
 
     def __init__(
         self,
@@ -167,6 +167,8 @@ class ServerStream(CallContext, Generic[RespT]):
             write_or_break, max_size=max_queued, name="grpcstream-server-writer"
         )
         self._producers: set[asyncio.Task[None]] = set()
+        self._producer_error: BaseException | None = None
+        self._handler_task: asyncio.Task[None] | None = None
 
     async def send(self, message: RespT) -> None:
         """Queue ``message``, waiting while the send queue is full (backpressure).
@@ -216,9 +218,17 @@ class ServerStream(CallContext, Generic[RespT]):
         self._producers.discard(task)
         if task.cancelled():
             return
-        if task.exception() is not None:
+        error = task.exception()
+        if error is None or isinstance(error, BrokenStreamError):
+            return  # done, or the client left (which ends the RPC anyway)
+        if self._producer_error is None:
+            # It ends the RPC as if the handler had raised it: stop everything else.
+            self._producer_error = error
             for other in self._producers:
                 other.cancel()
+            handler = self._handler_task
+            if handler is not None and not handler.done():
+                handler.cancel()
 
     # -- used by the handler adapters ------------------------------------------------------
 
@@ -230,10 +240,9 @@ class ServerStream(CallContext, Generic[RespT]):
     async def _finish(self) -> None:
         """Handler returned: wait for producers, then flush everything queued."""
         while self._producers:
-            done, _ = await asyncio.wait(list(self._producers))
-            for task in done:
-                if not task.cancelled() and task.exception() is not None:
-                    raise task.exception()  # type: ignore[misc]
+            await asyncio.wait(list(self._producers))
+        if self._producer_error is not None:
+            raise self._producer_error
         await self._queue.close()
         self._queue.fail(UsageError(SEND_AFTER_RETURN))
 

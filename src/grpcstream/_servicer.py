@@ -18,10 +18,10 @@ from typing import Any, NoReturn, TypeVar, cast
 import grpc
 import grpc.aio
 
-from ._exceptions import BrokenStreamError, RpcError
+from ._exceptions import BrokenStreamError, Cancelled, RpcError
 from ._security import current_principal
 from ._send_queue import DEFAULT_MAX_QUEUED
-from ._server_stream import CallContext, RequestStream, ServerStream
+from ._server_stream import CLIENT_GONE, CallContext, RequestStream, ServerStream
 
 __all__ = [
     "INTERNAL_ERROR_DETAILS",
@@ -62,9 +62,11 @@ class StreamServicer:
 
     max_queued: int = DEFAULT_MAX_QUEUED
     _grpcstream_closing: asyncio.Event | None = None
+    _grpcstream_active: set[asyncio.Task[Any]] | None = None
 
-    def _grpcstream_bind(self, closing: asyncio.Event) -> None:
+    def _grpcstream_bind(self, closing: asyncio.Event, active: set[asyncio.Task[Any]]) -> None:
         self._grpcstream_closing = closing
+        self._grpcstream_active = active
 
 
 def _closing_of(servicer: object) -> asyncio.Event | None:
@@ -76,10 +78,16 @@ def _max_queued_of(servicer: object) -> int:
     return value if isinstance(value, int) and value >= 1 else DEFAULT_MAX_QUEUED
 
 
+def _active_of(servicer: object) -> set[asyncio.Task[Any]] | None:
+    return getattr(servicer, "_grpcstream_active", None)
+
+
 async def _end_with(
     context: ServicerContext[Any, Any], error: BaseException, method: str
 ) -> NoReturn:
     """End the RPC with the status ``error`` stands for (INTERNAL if it is not an RpcError)."""
+    if isinstance(error, grpc.aio.AbortError):
+        raise error  # the handler already called grpc's context.abort(): that is the status
     if isinstance(error, RpcError):
         await context.abort(error.code, error.details, error.trailing_metadata)
     logger.error("handler %s raised; the client gets INTERNAL", method, exc_info=error)
@@ -151,7 +159,8 @@ def server_streaming(
             max_queued=_max_queued_of(self),
             principal=current_principal(),
         )
-        await _run_streaming(handler(self, request, stream), stream, context, method)
+        body = handler(self, request, stream)
+        await _run_streaming(body, stream, context, method, _active_of(self))
 
     # grpc.aio runs coroutine handlers with the reader/writer API; the declared type is
     # what the generated servicer base expects, so the override type-checks.
@@ -178,7 +187,8 @@ def bidi_streaming(
             max_queued=_max_queued_of(self),
             principal=current_principal(),
         )
-        await _run_streaming(handler(self, RequestStream(context), stream), stream, context, method)
+        body = handler(self, RequestStream(context), stream)
+        await _run_streaming(body, stream, context, method, _active_of(self))
 
     return cast(
         Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]],
@@ -191,35 +201,58 @@ async def _run_streaming(
     stream: ServerStream[Any],
     context: ServicerContext[Any, Any],
     method: str,
+    active: set[asyncio.Task[Any]] | None,
 ) -> None:
     # The handler runs in its own task so that when grpc cancels this one (client gone,
     # server past its grace period) the handler sees BrokenStreamError from send() and can
-    # clean up, instead of a bare CancelledError at whatever it was awaiting.
+    # clean up, instead of a bare CancelledError at whatever it was awaiting. The server
+    # tracks this (grpc's) task so that a drain returns only once the cleanup is done.
+    this_rpc = asyncio.current_task()
+    if active is not None and this_rpc is not None:
+        active.add(this_rpc)
     task = asyncio.get_running_loop().create_task(
         _as_coroutine(body), name=f"grpcstream-handler {method}"
     )
+    stream._handler_task = task
     try:
-        await asyncio.wait((task,))
+        error = await _outcome(task, stream)
     except asyncio.CancelledError:
         stream._client_gone()
         await _reap(task)
         await stream._abandon()
         raise
-    error = task.exception()
+    finally:
+        if active is not None and this_rpc is not None:
+            active.discard(this_rpc)
+    if error is not None:
+        await _end_with(context, error, method)
+
+
+async def _outcome(task: asyncio.Task[None], stream: ServerStream[Any]) -> BaseException | None:
+    """Wait for the handler and its producers; return the error that ends the RPC, if any."""
+    await asyncio.wait((task,))
+    error = stream._producer_error or _handler_error(task)
     if error is None:
         try:
             await stream._finish()
-            return
+            return None
         except BrokenStreamError:
-            await stream._abandon()
-            return
+            error = BrokenStreamError(CLIENT_GONE)
         except Exception as exc:  # a producer's failure
             error = exc
     # What the handler sent before failing still reaches the client, ahead of the status.
     await stream._abandon(flush=not isinstance(error, BrokenStreamError))
     if isinstance(error, BrokenStreamError):
-        return  # the client left; there is nobody to tell
-    await _end_with(context, error, method)
+        return None  # the client left; there is nobody to tell
+    return error
+
+
+def _handler_error(task: asyncio.Task[None]) -> BaseException | None:
+    if task.cancelled():
+        # Nobody cancelled this RPC (that is handled by the caller): the handler cancelled
+        # itself. The client must still get a status rather than wait for its deadline.
+        return Cancelled("the handler was cancelled", code=grpc.StatusCode.CANCELLED)
+    return task.exception()
 
 
 async def _reap(task: asyncio.Task[None]) -> None:
