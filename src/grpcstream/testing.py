@@ -28,9 +28,12 @@ import grpc.aio
 from ._client import StreamClient, connect
 from ._server import StreamServer
 
-__all__ = ["RunningServer", "ServeFactory", "serve"]
+__all__ = ["DEFAULT_TEST_TIMEOUT", "RunningServer", "ServeFactory", "serve"]
 
 StubT = TypeVar("StubT")
+
+DEFAULT_TEST_TIMEOUT = 30.0
+"""The deadline of calls made by ``RunningServer.client()`` unless it is given one."""
 
 
 @dataclass
@@ -49,9 +52,17 @@ class RunningServer:
     _clients: list[StreamClient[Any]] = field(default_factory=list)
 
     def client(
-        self, stub_factory: Callable[[grpc.aio.Channel], StubT], *, timeout: float | None = None
+        self,
+        stub_factory: Callable[[grpc.aio.Channel], StubT],
+        *,
+        timeout: float | None = DEFAULT_TEST_TIMEOUT,
     ) -> StreamClient[StubT]:
-        """A ``StreamClient`` on the shared channel; its open streams are cancelled at exit."""
+        """A ``StreamClient`` on the shared channel; its open streams are cancelled at exit.
+
+        Its default deadline is ``DEFAULT_TEST_TIMEOUT`` (30 s), so a test that waits for
+        a message that never comes fails instead of hanging; pass ``timeout=None`` to
+        turn it off.
+        """
         client = StreamClient(self.channel, stub_factory, timeout=timeout)
         self._clients.append(client)
         return client
