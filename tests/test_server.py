@@ -10,7 +10,7 @@ import grpc.aio
 import pytest
 
 import grpcstream
-from grpcstream_demo import dummy_pb2_grpc, logs_pb2_grpc
+from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
 
 from .conftest import WAIT, serving, wait_for, wait_until
@@ -224,11 +224,6 @@ async def test_bad_limits_are_rejected() -> None:
         grpcstream.StreamServer(grace=-1)
     with pytest.raises(ValueError, match="max_concurrent_streams"):
         grpcstream.StreamServer(max_concurrent_streams=0)
-
-
-def test_adapters_keep_the_handler_name() -> None:
-    assert DummyStreamService.ServerStream.__name__ == "ServerStream"
-    assert issubclass(DummyStreamService, logs_pb2_grpc.LogServiceServicer) is False
 
 
 async def test_producers_spawned_before_the_handler_returned_end_when_the_client_leaves() -> None:

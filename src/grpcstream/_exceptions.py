@@ -11,9 +11,10 @@ GrpcStreamError
 └── WouldBlock                                   send_nowait on a full queue
 ```
 
-No raw ``grpc.aio.AioRpcError`` reaches users: every call site that talks to grpc runs
-inside :func:`map_grpc_errors`, which re-raises it as the matching :class:`RpcError`
-subclass with the original chained as ``__cause__``.
+No raw ``grpc.aio.AioRpcError`` reaches users: every call site that talks to grpc
+translates what grpc raises with :func:`rpc_error` (through the call handles'
+``_translate``, which also undoes grpc.aio's hidden statuses) or :func:`map_grpc_errors`,
+and chains the original as ``__cause__``.
 """
 
 from __future__ import annotations
