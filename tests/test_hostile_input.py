@@ -321,6 +321,11 @@ async def test_a_client_that_half_closes_and_disappears_leaks_nothing() -> None:
 
 
 async def test_a_raw_client_writing_after_done_writing_harms_only_itself() -> None:
+    """grpc.aio refuses the write on the client, so nothing of it reaches the server.
+
+    (DATA after END_STREAM on the wire is an HTTP/2 protocol error that the C-core answers
+    with RST_STREAM before any Python code runs; it is not reachable from a grpc client.)
+    """
     async with served() as (servicer, target, baseline):
         async with grpc.aio.insecure_channel(target) as channel:
             chat = _stub(channel).Bidi(timeout=WAIT)
