@@ -3,7 +3,8 @@
 ``python -m tests.subprocess_server [--port N]`` prints ``PORT <n>`` once serving. Its
 ``ServerStream`` sends entries ``after_seq+1 .. total`` where the request's ``value`` is
 ``"<total>:<pause_at>"``: after entry ``pause_at`` it prints ``PAUSED <seq>`` and stops
-sending (but keeps the stream open) until the test kills the process.
+sending (but keeps the stream open) until the test kills the process. A ``ClientStream``
+call with metadata ``mode: stall`` prints ``STALLED`` and never reads.
 """
 
 from __future__ import annotations
@@ -41,6 +42,9 @@ class Servicer(dummy_pb2_grpc.DummyServiceServicer):
         request_iterator: AsyncIterator[dummy_pb2.Req],
         context: grpc.aio.ServicerContext[object, object],
     ) -> dummy_pb2.Reply:
+        if ("mode", "stall") in tuple(context.invocation_metadata() or ()):
+            print("STALLED", flush=True)  # never reads: the client's writes back up
+            await asyncio.Event().wait()
         return dummy_pb2.Reply(seq=len([r async for r in request_iterator]))
 
     async def Bidi(  # type: ignore[override]

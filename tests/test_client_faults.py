@@ -467,6 +467,28 @@ async def test_server_process_killed_mid_stream_raises_unavailable_quickly() -> 
     assert grpcstream_tasks() == set()
 
 
+async def test_server_process_killed_while_send_is_blocked_raises_unavailable_quickly() -> None:
+    async with server_process() as server, dummy_client(f"127.0.0.1:{server.port}") as client:
+        upload = client.client_stream(
+            client.stub.ClientStream, metadata=(("mode", "stall"),), max_queued=2
+        )
+        with pytest.raises(grpcstream.Unavailable):  # leaving the block reports it too
+            async with upload:
+                await server.wait_line("STALLED")
+
+                async def fill() -> None:
+                    while True:
+                        await upload.send(Req(payload=BIG))
+
+                filler = asyncio.create_task(fill())
+                await wait_until(lambda: upload.statistics().waiting_senders == 1)
+                await server.kill()
+                with pytest.raises(grpcstream.Unavailable):
+                    async with asyncio.timeout(2):
+                        await filler
+    assert grpcstream_tasks() == set()
+
+
 def _garbage(_: Reply) -> bytes:
     return b"\xff\xff\xff"  # not a valid protobuf encoding of anything
 

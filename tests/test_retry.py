@@ -459,7 +459,7 @@ async def test_deadline_is_a_hard_budget_even_with_instant_retries() -> None:
     # grpc's timer may fire a hair before our clock says the budget is spent, which can
     # allow one last, tiny attempt; never more.
     assert attempts <= 2
-    assert budgets[0] <= 0.3  # the attempt's timeout was the budget, not the call's 30 s
+    assert budgets[0] <= 0.35  # the attempt's timeout was the budget, not the call's 30 s
 
 
 async def test_a_non_retryable_status_crossing_a_write_is_never_retried() -> None:

@@ -281,6 +281,8 @@ class _Sender(CallHandle, Generic[ReqT]):
             queue.fail(StreamClosedError(SEND_ON_CLOSED))
             return
         error = self._translate(grpc_code, status.details(), status.trailing_metadata())
+        if error.details == HIDDEN_BROKEN_STREAM:
+            return  # a write failed: the writer recovers the real status (_unmasked)
         if self._retrier is not None and self._retrier.is_retryable(error):
             return  # the writer or reader that meets it next decides whether to retry
         queue.fail(error)
