@@ -108,7 +108,9 @@ class SendQueue(Generic[T]):
         self._max_size = max_size
         self._name = name
         self._buffer: deque[T] = deque()
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        # Created on first use: an empty deque costs 760 bytes, and most streams never have
+        # a blocked sender (idle server streams are the common case that pays for it).
+        self._waiters: deque[asyncio.Future[None]] | None = None
         self._reserved = 0  # woken waiters that have not appended their message yet
         self._sent = 0
         self._state = _State.OPEN
@@ -168,6 +170,8 @@ class SendQueue(Generic[T]):
             self._enqueue(message)
             return
         waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if self._waiters is None:
+            self._waiters = deque()
         self._waiters.append(waiter)
         try:
             await waiter
@@ -186,7 +190,8 @@ class SendQueue(Generic[T]):
 
     def _remove_waiter(self, waiter: asyncio.Future[None]) -> None:
         with contextlib.suppress(ValueError):
-            self._waiters.remove(waiter)
+            if self._waiters is not None:
+                self._waiters.remove(waiter)
 
     def _wake_waiters(self) -> None:
         while self._waiters and self._has_room():
@@ -343,7 +348,7 @@ class SendQueue(Generic[T]):
             queued=len(self._buffer),
             sent=self._sent,
             max_size=self._max_size,
-            waiting_senders=len(self._waiters),
+            waiting_senders=len(self._waiters) if self._waiters else 0,
         )
 
     def writer_task(self) -> asyncio.Task[None] | None:
