@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import re
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
@@ -276,16 +277,10 @@ class StreamClient(Generic[StubT]):
         policy = self._retry_for(retry)
         name = _method_name(method)
 
-        auth = self._auth
-
         async def open_call(
             last: RespT | None, attempt_timeout: float | None
         ) -> grpc.aio.UnaryStreamCall[Any, RespT]:
-            self._check_open()
-            metadata = call_metadata
-            if auth is not None:
-                metadata = await _fresh_auth(call_metadata, auth)
-                self._check_open()  # the client may have closed while the token came
+            metadata = await self._attempt_metadata(call_metadata)
             message = request if last is None or resume is None else resume(request, last)
             return method(message, timeout=attempt_timeout, metadata=metadata)
 
@@ -324,33 +319,15 @@ class StreamClient(Generic[StubT]):
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
             ValueError: ``max_queued`` below 1.
         """
-        self._check_open()
-        timeout_s = self._timeout_for(timeout)
-        call_metadata = self._metadata_for(metadata)
-
-        auth = self._auth
-
-        async def open_call(
-            attempt_timeout: float | None,
-        ) -> grpc.aio.StreamUnaryCall[ReqT, RespT]:
-            self._check_open()
-            metadata = call_metadata
-            if auth is not None:
-                metadata = await _fresh_auth(call_metadata, auth)
-                self._check_open()  # the client may have closed while the token came
-            return method(timeout=attempt_timeout, metadata=metadata)
-
-        bound = self._max_queued_for(max_queued)
-        policy = self._retry_for(retry)
-        name = _method_name(method)
+        setup = self._sender_setup(method, timeout, metadata, max_queued, retry)
         stream: ClientStream[ReqT, RespT] = ClientStream(
-            name,
-            open_call,
+            setup.name,
+            setup.open_call,
             self._forget,
-            bound,
-            retrier=None if policy is None else Retrier(policy, name, timeout_s),
-            replay_limit=0 if policy is None else policy.replay_buffer_bytes,
-            timeout=timeout_s,
+            setup.max_queued,
+            retrier=setup.retrier,
+            replay_limit=setup.replay_limit,
+            timeout=setup.timeout,
         )
         return self._track(stream)
 
@@ -381,33 +358,15 @@ class StreamClient(Generic[StubT]):
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
             ValueError: ``max_queued`` below 1.
         """
-        self._check_open()
-        timeout_s = self._timeout_for(timeout)
-        call_metadata = self._metadata_for(metadata)
-
-        auth = self._auth
-
-        async def open_call(
-            attempt_timeout: float | None,
-        ) -> grpc.aio.StreamStreamCall[ReqT, RespT]:
-            self._check_open()
-            metadata = call_metadata
-            if auth is not None:
-                metadata = await _fresh_auth(call_metadata, auth)
-                self._check_open()  # the client may have closed while the token came
-            return method(timeout=attempt_timeout, metadata=metadata)
-
-        bound = self._max_queued_for(max_queued)
-        policy = self._retry_for(retry)
-        name = _method_name(method)
+        setup = self._sender_setup(method, timeout, metadata, max_queued, retry)
         stream: BidiStream[ReqT, RespT] = BidiStream(
-            name,
-            open_call,
+            setup.name,
+            setup.open_call,
             self._forget,
-            bound,
-            retrier=None if policy is None else Retrier(policy, name, timeout_s),
-            replay_limit=0 if policy is None else policy.replay_buffer_bytes,
-            timeout=timeout_s,
+            setup.max_queued,
+            retrier=setup.retrier,
+            replay_limit=setup.replay_limit,
+            timeout=setup.timeout,
             resume=resume,
         )
         return self._track(stream)
@@ -470,6 +429,44 @@ class StreamClient(Generic[StubT]):
             combined = self._metadata + tuple(metadata)
         return combined or None
 
+    async def _attempt_metadata(self, call_metadata: CallMetadata | None) -> CallMetadata | None:
+        """The metadata of one attempt: the call's, plus a freshly fetched token with auth."""
+        self._check_open()
+        if self._auth is None:
+            return call_metadata
+        metadata = await _fresh_auth(call_metadata, self._auth)
+        self._check_open()  # the client may have closed while the token came
+        return metadata
+
+    def _sender_setup(
+        self,
+        method: Callable[..., _CallT],
+        timeout: float | UseClientDefault | None,
+        metadata: MetadataArg | UseClientDefault,
+        max_queued: int | UseClientDefault,
+        retry: RetryPolicy | UseClientDefault | None,
+    ) -> _SenderSetup[_CallT]:
+        """What ``client_stream()`` and ``bidi_stream()`` build their handles from."""
+        self._check_open()
+        timeout_s = self._timeout_for(timeout)
+        call_metadata = self._metadata_for(metadata)
+
+        async def open_call(attempt_timeout: float | None) -> _CallT:
+            call_options = await self._attempt_metadata(call_metadata)
+            return method(timeout=attempt_timeout, metadata=call_options)
+
+        bound = self._max_queued_for(max_queued)
+        policy = self._retry_for(retry)
+        name = _method_name(method)
+        return _SenderSetup(
+            name=name,
+            open_call=open_call,
+            max_queued=bound,
+            retrier=None if policy is None else Retrier(policy, name, timeout_s),
+            replay_limit=0 if policy is None else policy.replay_buffer_bytes,
+            timeout=timeout_s,
+        )
+
     def _retry_for(self, retry: RetryPolicy | UseClientDefault | None) -> RetryPolicy | None:
         if isinstance(retry, UseClientDefault):
             return self._retry
@@ -484,6 +481,21 @@ class StreamClient(Generic[StubT]):
 
 
 _HandleT = TypeVar("_HandleT", bound=CallHandle)
+_CallT = TypeVar("_CallT")
+
+
+@dataclass(frozen=True, slots=True)
+class _SenderSetup(Generic[_CallT]):
+    """The settings of one client or bidi stream, resolved against the client's defaults."""
+
+    name: str
+    open_call: Callable[[float | None], Awaitable[_CallT]]
+    max_queued: int
+    retrier: Retrier | None
+    replay_limit: int
+    timeout: float | None
+
+
 CallMetadata = tuple[tuple[str, str | bytes], ...]
 
 

@@ -93,6 +93,18 @@ class _Sender(CallHandle, Generic[ReqT]):
         self._half_closed = False
         self._reopen_lock: asyncio.Lock | None = None
 
+    async def __aenter__(self) -> Self:
+        await self._start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._close(exc)
+
     async def _start(self) -> None:
         self._check_unused()
         timeout = self._retrier.attempt_timeout() if self._retrier else self._timeout
@@ -390,18 +402,6 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
         self._response_error: BaseException | None = None
         self._received_status = False
 
-    async def __aenter__(self) -> Self:
-        await self._start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._close(exc)
-
     async def close_and_receive(self) -> RespT:
         """Half-close and return the response.
 
@@ -554,18 +554,6 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         self._iterated = False
         self._received = 0
         self._last: RespT | None = None
-
-    async def __aenter__(self) -> Self:
-        await self._start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._close(exc)
 
     def __aiter__(self) -> Self:
         return self
