@@ -1,17 +1,28 @@
 # Every target bootstraps .venv itself, so a fresh clone needs only python3.11 and PyPI.
+# The dev environment is the exact set of versions in requirements/dev.txt; `make lock`
+# is the one deliberate way to move it.
 PYTHON ?= python3
+UV_VERSION := 0.13.9
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := $(wildcard src tests examples benchmarks scripts docs/snippets)
 
-.PHONY: test lint typecheck pytest demo protos protos-check docs bench bench-quick clean
+.PHONY: lock test lint typecheck pytest demo protos protos-check docs bench bench-quick clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet --requirement requirements/dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps --editable .
 	touch $(STAMP)
+
+# Re-resolve every dev and test dependency to the newest versions pyproject.toml allows.
+lock:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet uv==$(UV_VERSION)
+	$(BIN)/uv pip compile pyproject.toml --extra dev --universal --python-version 3.11 \
+		--upgrade --quiet -o requirements/dev.txt
+	rm -f $(STAMP)
 
 test: $(STAMP) lint typecheck pytest docs
 

@@ -5,7 +5,7 @@ import warnings
 
 from grpcstream_demo import upload_pb2 as grpcstream__demo_dot_upload__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.66.0'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 

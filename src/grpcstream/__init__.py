@@ -55,8 +55,7 @@ from ._servicer import (
     server_streaming,
     unary,
 )
-
-__version__ = "0.1.0"
+from ._version import __version__
 
 __all__ = [
     "Aborted",
