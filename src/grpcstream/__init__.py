@@ -55,6 +55,7 @@ from ._servicer import (
     server_streaming,
     unary,
 )
+from ._telemetry import Telemetry
 from ._version import __version__
 
 __all__ = [
@@ -102,6 +103,7 @@ __all__ = [
     "StreamServer",
     "StreamServicer",
     "StreamState",
+    "Telemetry",
     "USE_CLIENT_DEFAULT",
     "UnaryCall",
     "Unauthenticated",

@@ -31,6 +31,7 @@ from ._exceptions import (
     rpc_error,
 )
 from ._retry import Retrier
+from ._telemetry import NO_CALL, CallTelemetry
 
 if TYPE_CHECKING:
     from typing import Self
@@ -95,6 +96,7 @@ class CallHandle:
         "_phase",
         "_producer_error",
         "_producers",
+        "_telemetry",
         "_tls",
     )
 
@@ -109,6 +111,7 @@ class CallHandle:
         self._producers: set[asyncio.Task[None]] = set()
         self._producer_error: BaseException | None = None
         self._tls = False  # set by StreamClient for calls on a channel from connect(tls=)
+        self._telemetry: CallTelemetry = NO_CALL  # set by StreamClient with telemetry=
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._method_name} {self._phase.value}>"

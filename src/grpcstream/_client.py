@@ -21,6 +21,7 @@ from ._retry import Retrier, RetryPolicy
 from ._security import AuthMetadata, BearerToken, ClientTLS, bearer_metadata
 from ._send_calls import BidiStream, ClientStream
 from ._send_queue import DEFAULT_MAX_QUEUED
+from ._telemetry import NO_CALL, CallTelemetry, Telemetry
 
 if TYPE_CHECKING:
     from typing import Self
@@ -111,12 +112,14 @@ class StreamClient(Generic[StubT]):
         auth: a ``BearerToken`` whose ``authorization`` header is added to every call
             and every retry attempt (its token callable runs each time, so it may
             refresh). ``None`` (the default) adds nothing.
+        telemetry: a ``Telemetry`` that records metrics and a span for every call (and
+            sends trace context in its metadata); ``None`` (the default) records nothing.
 
     Raises:
         ValueError: a ``timeout`` that is not positive, ``max_queued`` below 1, or an
             invalid metadata key.
-        TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs, or
-            ``auth`` that is not a ``BearerToken``.
+        TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs,
+            ``auth`` that is not a ``BearerToken``, or ``telemetry`` not a ``Telemetry``.
 
     ``async with StreamClient(...)`` (or ``await client.aclose()``) cancels every stream
     that is still open when it ends. The channel is not closed: it belongs to the caller.
@@ -132,9 +135,13 @@ class StreamClient(Generic[StubT]):
         max_queued: int = DEFAULT_MAX_QUEUED,
         retry: RetryPolicy | None = None,
         auth: BearerToken | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         if auth is not None and not isinstance(auth, BearerToken):
             raise TypeError(f"auth must be a grpcstream.BearerToken or None, got {auth!r}")
+        if telemetry is not None and not isinstance(telemetry, Telemetry):
+            raise TypeError(f"telemetry must be a grpcstream.Telemetry or None, got {telemetry!r}")
+        self._telemetry = telemetry
         _check_timeout(timeout)
         _check_retry(retry)
         _check_max_queued(max_queued)
@@ -192,7 +199,10 @@ class StreamClient(Generic[StubT]):
         policy = self._retry_for(retry)
         if policy is None:
             return await self.unary_call(method, request, timeout=timeout, metadata=metadata)
-        retrier = Retrier(policy, _method_name(method), self._timeout_for(timeout))
+        name = _method_name(method)
+        telemetry = self._telemetry
+        observer = NO_CALL if telemetry is None else telemetry._instruments.retry_counter(name)
+        retrier = Retrier(policy, name, self._timeout_for(timeout), observer)
         while True:
             try:
                 return await self.unary_call(
@@ -228,19 +238,21 @@ class StreamClient(Generic[StubT]):
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
         name = _method_name(method)
+        tc = self._call_telemetry(name)
         auth = self._auth.fetch() if self._auth is not None else None
         if auth is None or isinstance(auth, tuple):
-            call = method(request, timeout=timeout_s, metadata=_with_auth(call_metadata, auth))
-            return self._track(UnaryCall(name, call, self._forget))
+            first = tc.inject(_with_auth(call_metadata, auth))
+            call = method(request, timeout=timeout_s, metadata=first)
+            return self._track(UnaryCall(name, call, self._forget), tc)
 
         def start(token: object) -> grpc.aio.UnaryUnaryCall[Any, RespT]:
-            metadata = _with_auth(call_metadata, bearer_metadata(token))
+            metadata = tc.inject(_with_auth(call_metadata, bearer_metadata(token)))
             self._check_open()
             return method(request, timeout=timeout_s, metadata=metadata)
 
         # An async token source: the call starts as soon as the token is there.
         token = asyncio.ensure_future(auth)
-        return self._track(UnaryCall.opening(name, token, start, self._forget))
+        return self._track(UnaryCall.opening(name, token, start, self._forget), tc)
 
     def server_stream(
         self,
@@ -276,15 +288,16 @@ class StreamClient(Generic[StubT]):
 
         policy = self._retry_for(retry)
         name = _method_name(method)
+        tc = self._call_telemetry(name)
 
         async def open_call(
             last: RespT | None, attempt_timeout: float | None
         ) -> grpc.aio.UnaryStreamCall[Any, RespT]:
-            metadata = await self._attempt_metadata(call_metadata)
+            metadata = tc.inject(await self._attempt_metadata(call_metadata))
             message = request if last is None or resume is None else resume(request, last)
             return method(message, timeout=attempt_timeout, metadata=metadata)
 
-        retrier = None if policy is None else Retrier(policy, name, timeout_s)
+        retrier = None if policy is None else Retrier(policy, name, timeout_s, tc)
         stream = ResponseStream(
             name,
             open_call,
@@ -293,7 +306,7 @@ class StreamClient(Generic[StubT]):
             resumable=resume is not None,
             timeout=timeout_s,
         )
-        return self._track(stream)
+        return self._track(stream, tc)
 
     def client_stream(
         self,
@@ -329,7 +342,7 @@ class StreamClient(Generic[StubT]):
             replay_limit=setup.replay_limit,
             timeout=setup.timeout,
         )
-        return self._track(stream)
+        return self._track(stream, setup.telemetry)
 
     def bidi_stream(
         self,
@@ -369,7 +382,7 @@ class StreamClient(Generic[StubT]):
             timeout=setup.timeout,
             resume=resume,
         )
-        return self._track(stream)
+        return self._track(stream, setup.telemetry)
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -405,13 +418,21 @@ class StreamClient(Generic[StubT]):
         if self._closed:
             raise StreamClosedError(CLIENT_CLOSED)
 
-    def _track(self, handle: _HandleT) -> _HandleT:
+    def _track(self, handle: _HandleT, telemetry: CallTelemetry = NO_CALL) -> _HandleT:
         handle._tls = self._tls
+        handle._telemetry = telemetry
+        telemetry.bind(handle)
         self._open.add(handle)
         return handle
 
     def _forget(self, handle: CallHandle) -> None:
+        handle._telemetry.finish(handle)
         self._open.discard(handle)
+
+    def _call_telemetry(self, name: str) -> CallTelemetry:
+        if self._telemetry is None:
+            return NO_CALL
+        return self._telemetry._instruments.client_call(name)
 
     def _timeout_for(self, timeout: float | UseClientDefault | None) -> float | None:
         if isinstance(timeout, UseClientDefault):
@@ -451,18 +472,21 @@ class StreamClient(Generic[StubT]):
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
 
-        async def open_call(attempt_timeout: float | None) -> _CallT:
-            call_options = await self._attempt_metadata(call_metadata)
-            return method(timeout=attempt_timeout, metadata=call_options)
-
         bound = self._max_queued_for(max_queued)
         policy = self._retry_for(retry)
         name = _method_name(method)
+        tc = self._call_telemetry(name)
+
+        async def open_call(attempt_timeout: float | None) -> _CallT:
+            call_options = tc.inject(await self._attempt_metadata(call_metadata))
+            return method(timeout=attempt_timeout, metadata=call_options)
+
         return _SenderSetup(
             name=name,
             open_call=open_call,
             max_queued=bound,
-            retrier=None if policy is None else Retrier(policy, name, timeout_s),
+            telemetry=tc,
+            retrier=None if policy is None else Retrier(policy, name, timeout_s, tc),
             replay_limit=0 if policy is None else policy.replay_buffer_bytes,
             timeout=timeout_s,
         )
@@ -491,6 +515,7 @@ class _SenderSetup(Generic[_CallT]):
     name: str
     open_call: Callable[[float | None], Awaitable[_CallT]]
     max_queued: int
+    telemetry: CallTelemetry
     retrier: Retrier | None
     replay_limit: int
     timeout: float | None

@@ -22,6 +22,7 @@ from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
 from ._exceptions import RpcError
+from ._telemetry import NO_CALL, CallTelemetry
 
 __all__ = ["RetryEvent", "RetryPolicy", "Retrier", "PUSHBACK_TRAILER"]
 
@@ -131,10 +132,17 @@ class RetryPolicy:
 class Retrier:
     """One call's retry state: attempts, the budget, and the decision for each failure."""
 
-    __slots__ = ("_deadline_at", "_method", "_policy", "_state", "_timeout")
+    __slots__ = ("_deadline_at", "_method", "_observer", "_policy", "_state", "_timeout")
 
-    def __init__(self, policy: RetryPolicy, method: str, timeout: float | None) -> None:
+    def __init__(
+        self,
+        policy: RetryPolicy,
+        method: str,
+        timeout: float | None,
+        observer: CallTelemetry = NO_CALL,
+    ) -> None:
         self._policy = policy
+        self._observer = observer
         self._method = method
         self._timeout = timeout
         self._deadline_at: float | None = None  # set when the first attempt starts
@@ -217,6 +225,7 @@ class Retrier:
         )
         if self._policy.on_retry is not None:
             self._policy.on_retry(event)
+        self._observer.retrying(event)
         state.idle_for += delay
         await self._policy.sleep(delay)
         state.prepare_for_next_attempt()

@@ -121,6 +121,7 @@ class _Sender(CallHandle, Generic[ReqT]):
             max_size=self._max_queued,
             name=f"grpcstream-writer {self._method_name}",
         )
+        self._telemetry.attach_queue(self._queue)
         call.add_done_callback(self._call_done)
 
     def _plain_writer(self, call: Any) -> tuple[Callable[[ReqT], Any], Callable[[], Any]]:
@@ -352,6 +353,7 @@ class _Sender(CallHandle, Generic[ReqT]):
 
         Cancellation: cancelling the waiting task does not undo the half-close.
         """
+        self._telemetry.half_closed()
         await self._require_queue().close()
 
     def statistics(self) -> SendQueueStatistics:
@@ -439,6 +441,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
     async def _receive(self) -> RespT:
         queue = self._require_queue()
         await self._wait_producers()
+        self._telemetry.half_closed()
         try:
             await queue.close()
         except RpcError:

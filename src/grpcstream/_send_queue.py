@@ -81,6 +81,7 @@ class SendQueue(Generic[T]):
         "_error",
         "_max_size",
         "_name",
+        "_on_wait",
         "_reserved",
         "_sent",
         "_state",
@@ -119,6 +120,8 @@ class SendQueue(Generic[T]):
         self._writer: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] | None = None
+        # Telemetry's recorder of how long a blocked send() waited; None when it is off.
+        self._on_wait: Callable[[float], None] | None = None
 
     # -- producers -------------------------------------------------------------------------
 
@@ -169,7 +172,9 @@ class SendQueue(Generic[T]):
         if not self._waiters and self._has_room():
             self._enqueue(message)
             return
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[None] = loop.create_future()
+        started = loop.time()
         if self._waiters is None:
             self._waiters = deque()
         self._waiters.append(waiter)
@@ -184,6 +189,8 @@ class SendQueue(Generic[T]):
                 self._remove_waiter(waiter)
             raise
         self._reserved -= 1
+        if self._on_wait is not None:
+            self._on_wait(loop.time() - started)
         # Room was reserved for us, but the queue may have been closed meanwhile.
         self._check_can_send()
         self._enqueue(message)

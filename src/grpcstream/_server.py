@@ -25,6 +25,7 @@ from ._options import (
 )
 from ._security import BearerAuth, ServerTLS
 from ._servicer import CLIENT_GONE_GRACE, StreamServicer
+from ._telemetry import Telemetry
 
 __all__ = ["DEFAULT_GRACE", "StreamServer"]
 
@@ -64,10 +65,13 @@ class StreamServer:
         max_metadata_bytes: the largest request metadata (headers) accepted, in bytes;
             a call with more fails with RESOURCE_EXHAUSTED before reaching a handler.
             ``None`` keeps grpc's default (8 KiB, hard limit 16 KiB).
+        telemetry: a ``Telemetry`` that records metrics and spans for every call
+            (including refused and health calls); ``None`` (the default) records nothing.
 
     Raises:
         ValueError: a non-positive limit or grace.
-        TypeError: ``tls`` that is not a ``ServerTLS``, or ``auth`` not a ``BearerAuth``.
+        TypeError: ``tls`` that is not a ``ServerTLS``, ``auth`` not a ``BearerAuth``, or
+            ``telemetry`` not a ``Telemetry``.
     """
 
     def __init__(
@@ -87,8 +91,12 @@ class StreamServer:
         tls: ServerTLS | None = None,
         auth: BearerAuth | None = None,
         max_metadata_bytes: int | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         _check_grace(grace)
+        if telemetry is not None and not isinstance(telemetry, Telemetry):
+            raise TypeError(f"telemetry must be a grpcstream.Telemetry or None, got {telemetry!r}")
+        self._telemetry = telemetry
         if tls is not None and not isinstance(tls, ServerTLS):
             raise TypeError(f"tls must be a grpcstream.ServerTLS or None, got {type(tls).__name__}")
         if auth is not None and not isinstance(auth, BearerAuth):
@@ -125,7 +133,9 @@ class StreamServer:
         server_options.extend(options)
         self._server_options = server_options
         # Auth goes first: the outermost interceptor, so nothing runs before it.
+        # Telemetry is outside auth, so refused calls are measured too.
         self._interceptors: list[grpc.aio.ServerInterceptor] = [
+            *([telemetry._instruments.interceptor()] if telemetry is not None else []),
             *([auth] if auth is not None else []),
             *interceptors,
         ]
@@ -253,6 +263,8 @@ class StreamServer:
         logger.info("draining: %.1f s grace for open RPCs", grace)
         if self._health is not None:
             await self._health.enter_graceful_shutdown()
+        if self._telemetry is not None:
+            self._telemetry._instruments.drain_started()
         self._closing.set()
         if self._server is not None:
             await self._server.stop(grace)

@@ -18,6 +18,7 @@ import grpc.aio
 
 from ._exceptions import BrokenStreamError, InvalidArgument, Metadata, UsageError
 from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
+from ._telemetry import attach_request_stream, attach_server_queue, server_half_closed
 
 if TYPE_CHECKING:
     from typing import Self
@@ -166,6 +167,7 @@ class ServerStream(CallContext, Generic[RespT]):
         self._queue: SendQueue[RespT] = SendQueue(
             write_or_break, max_size=max_queued, name="grpcstream-server-writer"
         )
+        attach_server_queue(self._queue)
         self._producers: set[asyncio.Task[None]] = set()
         self._producer_error: BaseException | None = None
         self._handler_task: asyncio.Task[None] | None = None
@@ -274,6 +276,7 @@ class RequestStream(Generic[ReqT]):
         self._context = context
         self._done = False
         self._received = 0
+        attach_request_stream(self)
 
     def __aiter__(self) -> Self:
         return self
@@ -287,6 +290,7 @@ class RequestStream(Generic[ReqT]):
             raise InvalidArgument(UNPARSEABLE_REQUEST) from None
         if message is grpc.aio.EOF:
             self._done = True
+            server_half_closed()
             raise StopAsyncIteration
         self._received += 1
         return message  # type: ignore[return-value]

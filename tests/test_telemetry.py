@@ -1,0 +1,354 @@
+"""grpcstream.Telemetry with the OpenTelemetry SDK's in-memory reader and span exporter.
+
+Real servers on 127.0.0.1, a real SDK (never mocked): each test runs a known scenario and
+asserts the exact numbers and spans it must produce.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    HistogramDataPoint,
+    InMemoryMetricReader,
+    NumberDataPoint,
+)
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+import grpcstream
+from grpcstream_demo import dummy_pb2_grpc
+from grpcstream_demo.dummy_pb2 import Reply, Req
+from tests.conftest import SERVICE, WAIT, serving, wait_until
+from tests.dummy_servicer import DummyStreamService
+
+N = 20  # messages of the server stream in the known run
+CUT_AT = 5  # the third attempt fails after this many: the resume position
+FAST_RETRY = grpcstream.RetryPolicy(initial_backoff=0.01, max_backoff=0.02, jitter=False)
+
+
+@dataclass
+class Otel:
+    telemetry: grpcstream.Telemetry
+    reader: InMemoryMetricReader
+    spans: InMemorySpanExporter
+
+    def points(self, name: str) -> list[tuple[dict[str, Any], Any]]:
+        data = self.reader.get_metrics_data()
+        found: list[tuple[dict[str, Any], Any]] = []
+        if data is None:
+            return found
+        for resource in data.resource_metrics:
+            for scope in resource.scope_metrics:
+                for metric in scope.metrics:
+                    if metric.name == name:
+                        found.extend((dict(p.attributes or {}), p) for p in metric.data.data_points)
+        return found
+
+    def value(self, name: str, **attributes: Any) -> int | float:
+        """The sum (counters, gauges) or count (histograms) of points matching attributes."""
+        total: int | float = 0
+        for attrs, point in self.points(name):
+            if all(attrs.get(key.replace("__", ".")) == want for key, want in attributes.items()):
+                if isinstance(point, HistogramDataPoint):
+                    total += point.count
+                else:
+                    assert isinstance(point, NumberDataPoint)
+                    total += point.value
+        return total
+
+
+@pytest.fixture
+def otel() -> Iterator[Otel]:
+    reader = InMemoryMetricReader()
+    meters = MeterProvider(metric_readers=[reader])
+    spans = InMemorySpanExporter()
+    tracers = TracerProvider()
+    tracers.add_span_processor(SimpleSpanProcessor(spans))
+    yield Otel(grpcstream.Telemetry(meter_provider=meters, tracer_provider=tracers), reader, spans)
+    meters.shutdown()
+    tracers.shutdown()
+
+
+class FlakyService(DummyStreamService):
+    """ServerStream fails twice before sending, then once after CUT_AT messages."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attempts = 0
+        self.metadata: list[dict[str, Any]] = []
+
+    @grpcstream.server_streaming
+    async def ServerStream(self, request: Req, stream: grpcstream.ServerStream[Reply]) -> None:
+        self.attempts += 1
+        self.metadata.append(dict(stream.invocation_metadata()))
+        if self.attempts <= 2:
+            raise grpcstream.Unavailable("not ready yet")
+        if self.attempts == 3:
+            for seq in range(1, CUT_AT + 1):
+                await stream.send(Reply(seq=seq))
+            raise grpcstream.Unavailable("cut off")
+        for seq in range(request.seq + 1, N + 1):
+            await stream.send(Reply(seq=seq))
+
+
+@pytest.fixture
+async def flaky(otel: Otel) -> AsyncIterator[tuple[FlakyService, grpcstream.StreamClient[Any]]]:
+    service = FlakyService()
+    async with (
+        serving(service, telemetry=otel.telemetry) as (_, target),
+        grpcstream.connect(target) as channel,
+        grpcstream.StreamClient(
+            channel,
+            dummy_pb2_grpc.DummyServiceStub,
+            retry=FAST_RETRY,
+            telemetry=otel.telemetry,
+            timeout=WAIT,
+        ) as client,
+    ):
+        yield service, client
+
+
+async def run_known(client: grpcstream.StreamClient[Any]) -> list[int]:
+    """N messages over 2 retries and 1 resume, then a client stream with 1 blocked sender."""
+    stub: dummy_pb2_grpc.DummyServiceAsyncStub = client.stub
+    async with client.server_stream(
+        stub.ServerStream, Req(), resume=lambda req, last: Req(seq=last.seq)
+    ) as replies:
+        seqs = [reply.seq async for reply in replies]
+    async with client.client_stream(stub.ClientStream, max_queued=1) as upload:
+        await upload.send(Req(seq=1))
+        await upload.send(Req(seq=2))  # the queue holds 1: this send waits for the writer
+        summary = await upload.close_and_receive()
+    assert summary.seq == 2
+    return seqs
+
+
+def method(name: str) -> dict[str, str]:
+    return {"rpc__system": "grpc", "rpc__service": SERVICE, "rpc__method": name}
+
+
+async def test_known_run_exact_counts(flaky: tuple[FlakyService, Any], otel: Otel) -> None:
+    service, client = flaky
+    assert await run_known(client) == list(range(1, N + 1))
+    assert service.attempts == 4
+    stream, upload = method("ServerStream"), method("ClientStream")
+    unavailable = grpc.StatusCode.UNAVAILABLE.name
+
+    assert otel.value("grpcstream.client.retries", **stream) == 2
+    assert otel.value("grpcstream.client.retries", grpcstream__retry__cause=unavailable) == 2
+    assert otel.value("grpcstream.client.resumes", **stream) == 1
+    assert otel.value("grpcstream.client.resumes", grpcstream__retry__cause=unavailable) == 1
+
+    assert otel.value("grpcstream.messages.received", grpcstream__side="client", **stream) == N
+    assert otel.value("grpcstream.messages.sent", grpcstream__side="server", **stream) == N
+    assert otel.value("grpcstream.messages.sent", grpcstream__side="client", **upload) == 2
+    assert otel.value("grpcstream.messages.received", grpcstream__side="server", **upload) == 2
+    assert otel.value("grpcstream.messages.received", grpcstream__side="client", **upload) == 1
+
+    assert otel.value("grpcstream.send.wait.duration", grpcstream__side="client", **upload) == 1
+    assert otel.value("grpcstream.send.wait.duration", grpcstream__side="server") == 0
+
+    assert otel.value("rpc.client.call.duration", rpc__grpc__status_code=0, **stream) == 1
+    assert otel.value("rpc.client.call.duration", rpc__grpc__status_code=0, **upload) == 1
+    assert otel.value("rpc.server.call.duration", rpc__grpc__status_code=0, **stream) == 1
+    assert otel.value("rpc.server.call.duration", rpc__grpc__status_code=14, **stream) == 3
+    assert otel.value("rpc.server.call.duration", rpc__grpc__status_code=0, **upload) == 1
+
+    assert otel.value("grpcstream.streams.active") == 0
+    assert otel.value("grpcstream.send_queue.depth") == 0
+    assert otel.value("grpcstream.send_queue.blocked_senders") == 0
+    assert otel.telemetry.open_streams == 0
+
+
+async def test_every_attribute_set_is_bounded(flaky: tuple[FlakyService, Any], otel: Otel) -> None:
+    _, client = flaky
+    await run_known(client)
+    base = {"rpc.system", "rpc.service", "rpc.method"}
+    allowed = {
+        "rpc.client.call.duration": base | {"rpc.grpc.status_code"},
+        "rpc.server.call.duration": base | {"rpc.grpc.status_code"},
+        "grpcstream.client.retries": base | {"grpcstream.retry.cause"},
+        "grpcstream.client.resumes": base | {"grpcstream.retry.cause"},
+        "grpcstream.messages.sent": base | {"grpcstream.side"},
+        "grpcstream.messages.received": base | {"grpcstream.side"},
+        "grpcstream.streams.active": base | {"grpcstream.side"},
+        "grpcstream.send.wait.duration": base | {"grpcstream.side"},
+    }
+    for name, keys in allowed.items():
+        points = otel.points(name)
+        assert points, name
+        for attrs, _ in points:
+            assert set(attrs) == keys, (name, attrs)
+            assert attrs["rpc.system"] == "grpc"
+            assert attrs["rpc.service"] == SERVICE
+            assert attrs["rpc.method"] in {"ServerStream", "ClientStream"}
+
+
+async def test_queue_depth_and_blocked_sender_while_a_stream_is_stuck(otel: Otel) -> None:
+    service = DummyStreamService()
+    async with serving(service, telemetry=otel.telemetry) as (_, target):
+        async with (
+            grpcstream.connect(target) as channel,
+            grpcstream.StreamClient(
+                channel, dummy_pb2_grpc.DummyServiceStub, telemetry=otel.telemetry
+            ) as client,
+        ):
+            # The client reads nothing: flow control stops the writer, the queue fills up
+            # and the handler's next send() waits for room.
+            async with client.server_stream(client.stub.ServerStream, Req(value="flood:65536")):
+                server = {"grpcstream__side": "server", **method("ServerStream")}
+                await wait_until(
+                    lambda: otel.value("grpcstream.send_queue.blocked_senders", **server) == 1
+                )
+                assert otel.value("grpcstream.send_queue.depth", **server) == 64
+                assert otel.value("grpcstream.streams.active", **server) == 1
+                assert otel.value("grpcstream.streams.active", grpcstream__side="client") == 1
+                for attrs, _ in otel.points("grpcstream.send_queue.depth"):
+                    assert set(attrs) == {
+                        "rpc.system",
+                        "rpc.service",
+                        "rpc.method",
+                        "grpcstream.side",
+                    }
+    assert otel.value("grpcstream.send_queue.blocked_senders") == 0
+
+
+def by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
+    return [span for span in spans if span.name == name]
+
+
+async def test_client_and_server_spans_join_one_trace(
+    flaky: tuple[FlakyService, Any], otel: Otel
+) -> None:
+    service, client = flaky
+    await run_known(client)
+    spans = otel.spans.get_finished_spans()
+    name = f"{SERVICE}/ServerStream"
+    [call] = [s for s in by_name(spans, name) if s.kind is SpanKind.CLIENT]
+    attempts = by_name(spans, f"Attempt.{name}")
+    servers = [s for s in by_name(spans, name) if s.kind is SpanKind.SERVER]
+    assert len(attempts) == 4
+    assert len(servers) == 4
+    assert call.context is not None
+    trace_id = call.context.trace_id
+    # One client span across the attempts, with a link to each attempt.
+    assert [link.context.span_id for link in call.links] == [
+        a.context.span_id for a in attempts if a.context is not None
+    ]
+    assert [link.attributes and link.attributes["grpcstream.attempt"] for link in call.links] == [
+        1,
+        2,
+        3,
+        4,
+    ]
+    for attempt in attempts:
+        assert attempt.parent is not None and attempt.parent.span_id == call.context.span_id
+    # Each server span is the child of its attempt, in the same trace.
+    attempt_ids = [a.context.span_id for a in attempts if a.context is not None]
+    for server, attempt_id in zip(
+        sorted(servers, key=lambda s: s.start_time or 0), attempt_ids, strict=True
+    ):
+        assert server.context is not None and server.context.trace_id == trace_id
+        assert server.parent is not None and server.parent.span_id == attempt_id
+        assert server.parent.is_remote
+    assert all("traceparent" in metadata for metadata in service.metadata)
+
+    events = [(event.name, dict(event.attributes or {})) for event in call.events]
+    assert [event for event, _ in events] == ["retry", "retry", "resume"]
+    assert events[2][1]["grpcstream.resume.position"] == CUT_AT
+    assert events[2][1]["grpcstream.retry.cause"] == "UNAVAILABLE"
+    assert [e[1]["grpcstream.attempt"] for e in events] == [1, 2, 3]
+    assert call.attributes is not None
+    assert call.attributes["rpc.grpc.status_code"] == 0
+    assert call.status.is_ok
+    statuses = [s.attributes["rpc.grpc.status_code"] for s in servers if s.attributes]
+    assert sorted(statuses) == [0, 14, 14, 14]
+
+    upload = f"{SERVICE}/ClientStream"
+    [client_upload] = [s for s in by_name(spans, upload) if s.kind is SpanKind.CLIENT]
+    [server_upload] = [s for s in by_name(spans, upload) if s.kind is SpanKind.SERVER]
+    assert [e.name for e in client_upload.events] == ["half_close"]
+    assert [e.name for e in server_upload.events] == ["half_close"]
+    assert server_upload.parent is not None
+    assert client_upload.context is not None
+    # With retries on, the server's parent is the attempt span under the client span.
+    [upload_attempt] = by_name(spans, f"Attempt.{upload}")
+    assert server_upload.parent.span_id == upload_attempt.context.span_id  # type: ignore[union-attr]
+
+
+async def test_drain_outcomes_finished_and_cut_off(otel: Otel) -> None:
+    service = DummyStreamService()
+    async with serving(service, telemetry=otel.telemetry, grace=0.5) as (server, target):
+        async with (
+            grpcstream.connect(target) as channel,
+            grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub) as client,
+        ):
+            stub = client.stub
+            async with (
+                client.server_stream(stub.ServerStream, Req(value="closing")) as polite,
+                client.server_stream(stub.ServerStream, Req(value="hold")) as stubborn,
+            ):
+                assert (await anext(polite)).value == "hello"
+                assert (await anext(stubborn)).value == "hello"
+                stopping = asyncio.create_task(server.stop())
+                assert (await anext(polite)).value == "bye"
+                with pytest.raises(StopAsyncIteration):
+                    await anext(polite)
+                with pytest.raises(grpcstream.RpcError):
+                    await anext(stubborn)
+                await asyncio.wait_for(stopping, WAIT)
+    method_attrs = method("ServerStream")
+    assert (
+        otel.value(
+            "grpcstream.server.drained_streams",
+            grpcstream__drain__outcome="finished",
+            **method_attrs,
+        )
+        == 1
+    )
+    assert (
+        otel.value(
+            "grpcstream.server.drained_streams",
+            grpcstream__drain__outcome="cut_off",
+            **method_attrs,
+        )
+        == 1
+    )
+    servers = [s for s in otel.spans.get_finished_spans() if s.kind is SpanKind.SERVER]
+    assert len(servers) == 2
+    assert all("drain" in [e.name for e in s.events] for s in servers)
+
+
+async def test_without_a_provider_nothing_is_recorded_or_raised() -> None:
+    assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
+    telemetry = grpcstream.Telemetry()  # the global providers: no-ops until configured
+    service = FlakyService()
+    async with serving(service, telemetry=telemetry) as (_, target):
+        async with (
+            grpcstream.connect(target) as channel,
+            grpcstream.StreamClient(
+                channel, dummy_pb2_grpc.DummyServiceStub, retry=FAST_RETRY, telemetry=telemetry
+            ) as client,
+        ):
+            assert await run_known(client) == list(range(1, N + 1))
+    # No trace context was sent (the no-op tracer's spans are invalid) ...
+    assert not any("traceparent" in metadata for metadata in service.metadata)
+    # ... and every call was let go.
+    assert telemetry.open_streams == 0
+
+
+def test_telemetry_arguments_are_checked() -> None:
+    with pytest.raises(TypeError, match="telemetry"):
+        grpcstream.StreamServer(telemetry="otel")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="meter_provider"):
+        grpcstream.Telemetry(meter_provider="prometheus")  # type: ignore[arg-type]
