@@ -227,6 +227,16 @@ def by_name(spans: tuple[ReadableSpan, ...], name: str) -> list[ReadableSpan]:
     return [span for span in spans if span.name == name]
 
 
+def span_id(span: ReadableSpan) -> int:
+    assert span.context is not None
+    return span.context.span_id
+
+
+def parent_id(span: ReadableSpan) -> int:
+    assert span.parent is not None
+    return span.parent.span_id
+
+
 async def test_client_and_server_spans_join_one_trace(
     flaky: tuple[FlakyService, Any], otel: Otel
 ) -> None:
@@ -236,30 +246,26 @@ async def test_client_and_server_spans_join_one_trace(
     name = f"{SERVICE}/ServerStream"
     [call] = [s for s in by_name(spans, name) if s.kind is SpanKind.CLIENT]
     attempts = by_name(spans, f"Attempt.{name}")
-    servers = [s for s in by_name(spans, name) if s.kind is SpanKind.SERVER]
+    servers = sorted(
+        (s for s in by_name(spans, name) if s.kind is SpanKind.SERVER),
+        key=lambda s: s.start_time or 0,
+    )
     assert len(attempts) == 4
     assert len(servers) == 4
     assert call.context is not None
     trace_id = call.context.trace_id
     # One client span across the attempts, with a link to each attempt.
-    assert [link.context.span_id for link in call.links] == [
-        a.context.span_id for a in attempts if a.context is not None
+    assert [link.context.span_id for link in call.links] == [span_id(a) for a in attempts]
+    assert [dict(link.attributes or {}) for link in call.links] == [
+        {"grpcstream.attempt": n} for n in (1, 2, 3, 4)
     ]
-    assert [link.attributes and link.attributes["grpcstream.attempt"] for link in call.links] == [
-        1,
-        2,
-        3,
-        4,
-    ]
-    for attempt in attempts:
-        assert attempt.parent is not None and attempt.parent.span_id == call.context.span_id
+    assert all(parent_id(attempt) == span_id(call) for attempt in attempts)
     # Each server span is the child of its attempt, in the same trace.
-    attempt_ids = [a.context.span_id for a in attempts if a.context is not None]
-    for server, attempt_id in zip(
-        sorted(servers, key=lambda s: s.start_time or 0), attempt_ids, strict=True
-    ):
-        assert server.context is not None and server.context.trace_id == trace_id
-        assert server.parent is not None and server.parent.span_id == attempt_id
+    for server, attempt in zip(servers, attempts, strict=True):
+        assert server.context is not None
+        assert server.context.trace_id == trace_id
+        assert parent_id(server) == span_id(attempt)
+        assert server.parent is not None
         assert server.parent.is_remote
     assert all("traceparent" in metadata for metadata in service.metadata)
 
@@ -267,23 +273,22 @@ async def test_client_and_server_spans_join_one_trace(
     assert [event for event, _ in events] == ["retry", "retry", "resume"]
     assert events[2][1]["grpcstream.resume.position"] == CUT_AT
     assert events[2][1]["grpcstream.retry.cause"] == "UNAVAILABLE"
-    assert [e[1]["grpcstream.attempt"] for e in events] == [1, 2, 3]
+    assert [attributes["grpcstream.attempt"] for _, attributes in events] == [1, 2, 3]
     assert call.attributes is not None
     assert call.attributes["rpc.grpc.status_code"] == 0
     assert call.status.is_ok
-    statuses = [s.attributes["rpc.grpc.status_code"] for s in servers if s.attributes]
-    assert sorted(statuses) == [0, 14, 14, 14]
+    statuses = [dict(s.attributes or {})["rpc.grpc.status_code"] for s in servers]
+    assert statuses == [14, 14, 14, 0]
 
     upload = f"{SERVICE}/ClientStream"
     [client_upload] = [s for s in by_name(spans, upload) if s.kind is SpanKind.CLIENT]
     [server_upload] = [s for s in by_name(spans, upload) if s.kind is SpanKind.SERVER]
     assert [e.name for e in client_upload.events] == ["half_close"]
     assert [e.name for e in server_upload.events] == ["half_close"]
-    assert server_upload.parent is not None
-    assert client_upload.context is not None
     # With retries on, the server's parent is the attempt span under the client span.
     [upload_attempt] = by_name(spans, f"Attempt.{upload}")
-    assert server_upload.parent.span_id == upload_attempt.context.span_id  # type: ignore[union-attr]
+    assert parent_id(upload_attempt) == span_id(client_upload)
+    assert parent_id(server_upload) == span_id(upload_attempt)
 
 
 async def test_drain_outcomes_finished_and_cut_off(otel: Otel) -> None:
