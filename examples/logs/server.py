@@ -27,6 +27,7 @@ from grpcstream_demo.logs_pb2 import (
     UploadSummary,
 )
 
+from .metrics import prometheus_telemetry
 from .source import FileTail, LogSource, SyntheticLog, level_filter
 
 DRAINING = "the server is shutting down; resume with after_seq={}"
@@ -145,12 +146,18 @@ class LogService(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
             raise grpcstream.Unavailable("the server is shutting down")
 
 
-async def main(port: int, source: LogSource, grace: float) -> None:
+async def main(port: int, source: LogSource, grace: float, metrics_port: int | None = None) -> None:
     """Serve ``source`` on 127.0.0.1:``port`` until SIGINT/SIGTERM, then drain."""
-    server = grpcstream.StreamServer(f"127.0.0.1:{port}", grace=grace)
+    telemetry, metrics = None, ""
+    if metrics_port is not None:  # Prometheus at http://127.0.0.1:PORT/metrics
+        telemetry, bound = prometheus_telemetry(metrics_port)
+        metrics = f"metrics on http://127.0.0.1:{bound}/metrics"
+    server = grpcstream.StreamServer(f"127.0.0.1:{port}", grace=grace, telemetry=telemetry)
     server.add(LogService(source))
     await server.start()
     print(f"listening on 127.0.0.1:{server.port}", flush=True)
+    if metrics:
+        print(metrics, flush=True)
     await server.serve()
 
 
@@ -161,6 +168,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=20.0, help="synthetic entries per second")
     parser.add_argument("--file", type=Path, help="tail this file instead of synthetic logs")
     parser.add_argument("--grace", type=float, default=5.0, help="drain period in seconds")
+    parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics (0: any)")
     return parser.parse_args(argv)
 
 
@@ -168,4 +176,4 @@ if __name__ == "__main__":
     args = parse_args()
     logging.basicConfig(level=logging.WARNING, format="server: %(levelname)s %(message)s")
     chosen: LogSource = FileTail(args.file) if args.file else SyntheticLog(args.rate)
-    asyncio.run(main(args.port, chosen, args.grace))
+    asyncio.run(main(args.port, chosen, args.grace, args.metrics_port))
