@@ -98,3 +98,34 @@ def test_total_sums_matching_labels(name: str) -> None:
     }
     assert total(values, name, grpcstream_side="server") == 5.0
     assert total(values, name, rpc_method="A") == 7.0
+
+
+@pytest.mark.slow
+async def test_demo_shows_live_metrics_from_both_ends() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "examples.logs.demo",
+        "--seconds=5",
+        "--plain",
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(START_TIMEOUT + 30):
+        output, _ = await process.communicate()
+    text = output.decode()
+    assert process.returncode == 0, text
+    panel = re.findall(
+        r"^metrics: server: (?:(\d+) msg/s sent, queue depth \(lag\) (\d+), blocked senders (\d+)"
+        r"|\(restarting\)) \| dashboard: (\d+) msg/s received, retries (\d+), resumes (\d+)$",
+        text,
+        re.MULTILINE,
+    )
+    assert len(panel) >= 3, text
+    assert any(int(sent or 0) > 0 for sent, *_ in panel), text  # the server's rate, scraped
+    assert any(int(received) > 0 for *_, received, _, _ in panel), text
+    # The restart is seen by the client's instruments: the stream resumed at least once.
+    last = re.search(r"^last metrics: .* resumes (\d+)$", text, re.MULTILINE)
+    assert last, text
+    assert int(last.group(1)) >= 1

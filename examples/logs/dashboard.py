@@ -29,6 +29,8 @@ import grpcstream
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import Level, LogEntry, LogRequest
 
+from .metrics import MetricsPanel
+
 RECONNECT_BACKOFF = (0.1, 2.0)  # first and largest pause between attempts, in seconds
 # Let the channel notice a restarted server quickly (grpc's default backoff starts at 1 s).
 CHANNEL_OPTIONS = (
@@ -137,7 +139,7 @@ def plain_line(entry: LogEntry) -> str:
     return f"{entry.seq:>7} {Level.Name(entry.level):<7} {entry.service:<8} {entry.message}"
 
 
-def render(stats: Stats, target: str) -> Group:
+def render(stats: Stats, target: str, metrics: MetricsPanel | None = None) -> Group:
     """The dashboard as a rich renderable."""
     lines = Table(title=f"latest entries from {target}", expand=True)
     for column in ("seq", "level", "service", "message"):
@@ -155,6 +157,8 @@ def render(stats: Stats, target: str) -> Group:
         Text(f"total {stats.received}"),
     ]
     counters.add_row(*cells)
+    if metrics is not None:
+        return Group(lines, counters, Text(metrics.text, "cyan"))
     return Group(lines, counters)
 
 
@@ -165,8 +169,13 @@ async def run_dashboard(
     stop: asyncio.Event,
     *,
     live: bool,
+    metrics: MetricsPanel | None = None,
 ) -> None:
-    """Show entries from ``target`` until ``stop`` is set; ``live`` picks the rich view."""
+    """Show entries from ``target`` until ``stop`` is set; ``live`` picks the rich view.
+
+    With ``metrics``, the client records to its ``Telemetry`` and the panel's line is shown.
+    """
+    telemetry = metrics.telemetry if metrics is not None else None
     contiguous = not request.service and request.min_level == 0
 
     def on_reconnect(last_seq: int) -> None:
@@ -178,7 +187,9 @@ async def run_dashboard(
     async def consume(show: Callable[[LogEntry], None]) -> None:
         async with (
             grpcstream.connect(target, options=CHANNEL_OPTIONS) as channel,
-            grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub) as client,
+            grpcstream.StreamClient(
+                channel, logs_pb2_grpc.LogServiceStub, telemetry=telemetry
+            ) as client,
             contextlib.aclosing(resuming_stream(client, request, on_reconnect)) as entries,
         ):
             async for entry in entries:
@@ -188,6 +199,8 @@ async def run_dashboard(
     async def until_stopped(show: Callable[[LogEntry], None]) -> None:
         async with asyncio.TaskGroup() as tasks:
             reader = tasks.create_task(consume(show))
+            if metrics is not None:
+                tasks.create_task(metrics.run(stop, live=live))
             await stop.wait()
             reader.cancel()
 
@@ -195,7 +208,7 @@ async def run_dashboard(
         await until_stopped(lambda entry: print(plain_line(entry), flush=True))
         return
     # Live redraws from get_renderable at its own pace, however fast entries arrive.
-    with Live(get_renderable=lambda: render(stats, target), refresh_per_second=8):
+    with Live(get_renderable=lambda: render(stats, target, metrics), refresh_per_second=8):
         await until_stopped(lambda entry: None)
 
 

@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import re
 import signal
+import socket
 import sys
 import time
 from pathlib import Path
@@ -21,6 +22,15 @@ from pathlib import Path
 from grpcstream_demo.logs_pb2 import LogRequest
 
 from .dashboard import Stats, run_dashboard
+from .metrics import MetricsPanel
+
+
+def free_port() -> int:
+    """A port that is free now, for the server's metrics endpoint (0 would change on restart)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
 
 ROOT = Path(__file__).resolve().parents[2]  # the directory that holds ``examples/``
 READY = re.compile(rb"listening on ([\w.\[\]:]+):(\d+)")
@@ -37,8 +47,9 @@ class LogServerProcess:
         rate: synthetic entries per second.
     """
 
-    def __init__(self, port: int, rate: float) -> None:
+    def __init__(self, port: int, rate: float, metrics_port: int = 0) -> None:
         self.port = port
+        self.metrics_port = metrics_port  # kept across the restart, like the gRPC port
         self._rate = rate
         self._process: asyncio.subprocess.Process | None = None
 
@@ -51,6 +62,7 @@ class LogServerProcess:
             f"--port={self.port}",
             f"--rate={self._rate}",
             "--grace=5",
+            f"--metrics-port={self.metrics_port}",
             cwd=ROOT,
             stdout=asyncio.subprocess.PIPE,
         )
@@ -88,9 +100,10 @@ async def wait_until(deadline: float, event: asyncio.Event | None = None) -> Non
 async def main(seconds: float, rate: float, plain: bool) -> int:
     """Run the demo; return the process exit code."""
     live = sys.stdout.isatty() and not plain
-    server = LogServerProcess(0, rate)
+    server = LogServerProcess(0, rate, free_port())
     await server.start()
     print(f"log server listening on 127.0.0.1:{server.port}", flush=True)
+    panel = MetricsPanel(f"http://127.0.0.1:{server.metrics_port}/metrics")
     stats = Stats()
     stop = asyncio.Event()
     exit_codes: list[int] = []
@@ -103,6 +116,7 @@ async def main(seconds: float, rate: float, plain: bool) -> int:
                 stats,
                 stop,
                 live=live,
+                metrics=panel,
             )
         )
         await wait_until(start + seconds / 2, stats.receiving)
@@ -117,7 +131,9 @@ async def main(seconds: float, rate: float, plain: bool) -> int:
     finally:
         stop.set()
         await server.kill()
+        panel.shutdown()
     print(f"server exit codes: {', '.join(map(str, exit_codes))}")
+    print(f"last {panel.text}")
     print(stats.summary(), flush=True)
     ok = stats.gaps == stats.duplicates == 0 and stats.reconnects >= 1 and stats.received > 0
     return 0 if ok and exit_codes == [0, 0] else 1
