@@ -96,7 +96,9 @@ class Instruments:
         self.traces = traces
         self.live: set[ClientCall | ServerCall] = set()
         self._finished: dict[Key, list[int]] = {}  # key -> [sent, received] of ended calls
-        self._attrs: dict[Key, Attributes] = {}
+        self._keys: dict[tuple[str, str], Key] = {}
+        self._attrs: dict[Key, Attributes] = {}  # metric attributes: with grpcstream.side
+        self._span_attrs: dict[Key, Attributes] = {}  # span attributes: the RPC's only
         self._coded: dict[tuple[Key, str, str], Attributes] = {}
         self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(
             SCOPE, __version__
@@ -180,22 +182,24 @@ class Instruments:
     # -- attributes (cached: bounded by the number of methods) ---------------------------
 
     def key(self, side: str, full_method: str) -> Key:
-        service, method = split_method(full_method)
-        key = (side, service, method)
-        if key not in self._attrs:
-            self._attrs[key] = {
+        key = self._keys.get((side, full_method))
+        if key is None:
+            service, method = split_method(full_method)
+            key = self._keys[(side, full_method)] = (side, service, method)
+            span_attrs: Attributes = {
                 "rpc.system": "grpc",
                 "rpc.service": service,
                 "rpc.method": method,
-                SIDE: side,
             }
+            self._span_attrs[key] = span_attrs
+            self._attrs[key] = {**span_attrs, SIDE: side}
         return key
 
     def attrs(self, key: Key) -> Attributes:
         return self._attrs[key]
 
     def span_attrs(self, key: Key) -> Attributes:
-        return {name: value for name, value in self._attrs[key].items() if name != SIDE}
+        return self._span_attrs[key]
 
     def with_(self, key: Key, name: str, value: str) -> Attributes:
         found = self._coded.get((key, name, value))
@@ -343,9 +347,12 @@ class ClientCall(CallTelemetry):
         self._start = time.perf_counter()
         self._span: Span | None = None
         if instruments.traces:
-            self._span = instruments.tracer.start_span(
+            span = instruments.tracer.start_span(
                 self._name, kind=SpanKind.CLIENT, attributes=instruments.span_attrs(self.key)
             )
+            # No tracer provider configured: the span is invalid; nothing to send or record.
+            # (A sampled-out span is valid, and its context still travels.)
+            self._span = span if span.get_span_context().is_valid else None
 
     def bind(self, handle: object) -> None:
         self._handle = handle

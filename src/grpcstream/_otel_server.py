@@ -76,12 +76,13 @@ class ServerCall:
                 for key, value in (context.invocation_metadata() or ())
                 if key in _TRACE_KEYS and isinstance(value, str)
             }
-            self.span = instruments.tracer.start_span(
+            span = instruments.tracer.start_span(
                 method.lstrip("/"),
                 context=propagate.extract(carrier),
                 kind=SpanKind.SERVER,
                 attributes=instruments.span_attrs(key),
             )
+            self.span = span if span.get_span_context().is_valid else None
         instruments.live.add(self)
 
     def attach_queue(self, queue: SendQueue[Any]) -> None:
