@@ -47,9 +47,11 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.telemetry
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
+	$(BIN)/python -m benchmarks.telemetry --quick --output-dir /tmp/grpcstream-bench-quick
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache
