@@ -20,6 +20,7 @@ from docs.snippets import (
     errors,
     half_close,
     log_server,
+    observability,
     patterns,
     pitfalls,
     quickstart,
@@ -100,6 +101,12 @@ EXPECTED: dict[str, list[str]] = {
         "followed: api 3",
     ],
     "errors": ["api: True", "missing: None"],
+    "observability": [
+        "received: 10",
+        "messages sent: {'client': 1, 'server': 10}",
+        "client span: grpcstream.demo.logs.v1.LogService/StreamLogs",
+        "server span: grpcstream.demo.logs.v1.LogService/StreamLogs",
+    ],
     "half_close": [
         "send after close_send: StreamClosedError",
         "received: 1",
@@ -118,6 +125,7 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 SELF_CONTAINED: dict[str, Callable[[], Awaitable[None]]] = {
+    "observability": observability.main,
     "retry": retry.main,
     "security": security.main,
     "server": server.main,
