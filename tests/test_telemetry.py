@@ -85,7 +85,15 @@ class FlakyService(DummyStreamService):
     def __init__(self) -> None:
         super().__init__()
         self.attempts = 0
+        self.unary_attempts = 0
         self.metadata: list[dict[str, Any]] = []
+
+    @grpcstream.unary
+    async def Unary(self, request: Req, context: grpcstream.CallContext) -> Reply:
+        self.unary_attempts += 1
+        if self.unary_attempts <= 2:
+            raise grpcstream.Unavailable("warming up")
+        return Reply(value=request.value)
 
     @grpcstream.server_streaming
     async def ServerStream(self, request: Req, stream: grpcstream.ServerStream[Reply]) -> None:
@@ -168,6 +176,29 @@ async def test_known_run_exact_counts(flaky: tuple[FlakyService, Any], otel: Ote
     assert otel.value("grpcstream.send_queue.depth") == 0
     assert otel.value("grpcstream.send_queue.blocked_senders") == 0
     assert otel.telemetry.open_streams == 0
+
+
+async def test_unary_retries_one_span_per_attempt(
+    flaky: tuple[FlakyService, Any], otel: Otel
+) -> None:
+    _, client = flaky
+    reply = await client.unary(client.stub.Unary, Req(value="hi"))
+    assert reply.value == "hi"
+    unary = method("Unary")
+    assert otel.value("grpcstream.client.retries", grpcstream__retry__cause="UNAVAILABLE") == 2
+    assert otel.value("rpc.client.call.duration", rpc__grpc__status_code=14, **unary) == 2
+    assert otel.value("rpc.client.call.duration", rpc__grpc__status_code=0, **unary) == 1
+    assert otel.value("rpc.server.call.duration", rpc__grpc__status_code=14, **unary) == 2
+    assert otel.value("grpcstream.messages.sent", grpcstream__side="client", **unary) == 3
+    assert otel.value("grpcstream.messages.received", grpcstream__side="client", **unary) == 1
+    assert otel.value("grpcstream.messages.received", grpcstream__side="server", **unary) == 3
+    assert otel.value("grpcstream.messages.sent", grpcstream__side="server", **unary) == 1
+    spans = by_name(otel.spans.get_finished_spans(), f"{SERVICE}/Unary")
+    clients = [s for s in spans if s.kind is SpanKind.CLIENT]
+    servers = [s for s in spans if s.kind is SpanKind.SERVER]
+    assert len(clients) == len(servers) == 3
+    assert {parent_id(s) for s in servers} == {span_id(s) for s in clients}
+    assert [s.status.is_ok for s in clients] == [False, False, True]
 
 
 async def test_every_attribute_set_is_bounded(flaky: tuple[FlakyService, Any], otel: Otel) -> None:

@@ -344,8 +344,18 @@ class ClientCall(CallTelemetry):
         self._half_closed = False
         self._attempt_span: Span | None = None
         self.queue: SendQueue[Any] | None = None
-        self._start = time.perf_counter()
+        self._start = 0.0
         self._span: Span | None = None
+
+    def bind(self, handle: object) -> None:
+        self._handle = handle
+
+    def _started(self) -> None:
+        # The first attempt starts the call: a handle that is never entered costs nothing
+        # and is never observed.
+        instruments = self._instruments
+        self._start = time.perf_counter()
+        instruments.live.add(self)
         if instruments.traces:
             span = instruments.tracer.start_span(
                 self._name, kind=SpanKind.CLIENT, attributes=instruments.span_attrs(self.key)
@@ -354,12 +364,10 @@ class ClientCall(CallTelemetry):
             # (A sampled-out span is valid, and its context still travels.)
             self._span = span if span.get_span_context().is_valid else None
 
-    def bind(self, handle: object) -> None:
-        self._handle = handle
-        self._instruments.live.add(self)
-
     def inject(self, metadata: Metadata | None) -> Metadata | None:
         self._attempts += 1
+        if self._attempts == 1:
+            self._started()
         span = self._span
         if span is None:
             return metadata
@@ -444,6 +452,8 @@ class ClientCall(CallTelemetry):
         if self._done:
             return
         self._done = True
+        if self._attempts == 0:
+            return  # never started (its token source failed): there is nothing to report
         instruments = self._instruments
         code = final_code(getattr(handle, "_call", None))
         received = self.received()

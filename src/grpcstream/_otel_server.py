@@ -199,10 +199,12 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
 
         if inspect.isasyncgenfunction(behavior):
             # A raw grpc.aio handler that yields responses (health's Watch, for instance).
+            # Measured, but its span is not made current: a generator may be finalized in
+            # another context than the one it started in.
             async def wrapped_gen(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
-                call, token, attached = start(context)
+                call = ServerCall(instruments, method, key, context, request_streaming)
                 try:
                     async for response in behavior(request, context):
                         yield response
@@ -214,17 +216,15 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
                     raise
                 else:
                     call.finish(_context_code(context, grpc.StatusCode.OK))
-                finally:
-                    end(token, attached)
 
             return wrapped_gen
+        if not inspect.iscoroutinefunction(behavior):
+            return behavior  # a synchronous handler: grpc runs it in its executor; left alone
 
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call, token, attached = start(context)
             try:
-                result = behavior(request, context)
-                if inspect.isawaitable(result):
-                    result = await result
+                result = await behavior(request, context)
             except asyncio.CancelledError:
                 call.finish(grpc.StatusCode.CANCELLED, cancelled=True)
                 raise
