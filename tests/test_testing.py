@@ -107,6 +107,7 @@ async def test_client_max_queued_bounds_its_send_queues() -> None:
             assert (await upload.close_and_receive()).seq == 1
 
 
+# --8<-- [start:auth]
 async def test_client_auth_reaches_a_server_with_bearer_auth() -> None:
     servicer = FlakyOnce()
     auth = grpcstream.BearerAuth(lambda token: {"s3cret": "alice"}.get(token))
@@ -119,6 +120,9 @@ async def test_client_auth_reaches_a_server_with_bearer_auth() -> None:
         )
         assert (await alice.unary(alice.stub.Unary, Req(value="a"))).value == "a|"
     assert servicer.principals == ["alice"]  # the anonymous call never reached the handler
+
+
+# --8<-- [end:auth]
 
 
 def test_server_options_are_every_stream_server_keyword_but_address_and_tls() -> None:
@@ -173,6 +177,7 @@ async def test_serve_with_tls_gives_clients_an_encrypted_channel(certs: Certs) -
                 await raw.unary(raw.stub.Unary, Req(value="hi"))
 
 
+# --8<-- [start:tls]
 async def test_serve_with_mutual_tls_presents_the_client_certificate(certs: Certs) -> None:
     async with serve(
         DummyStreamService(),
@@ -182,6 +187,9 @@ async def test_serve_with_mutual_tls_presents_the_client_certificate(certs: Cert
         client = running.client(dummy_pb2_grpc.DummyServiceStub)
         async with client.server_stream(client.stub.ServerStream, Req(seq=2)) as replies:
             assert [r.seq async for r in replies] == [0, 1]
+
+
+# --8<-- [end:tls]
 
 
 async def test_tls_server_without_client_tls_refuses_to_make_clients(certs: Certs) -> None:
