@@ -200,3 +200,21 @@ async def test_status_with_the_fixture(grpcstream_serve: ServeFactory) -> None:
 
 
 # --8<-- [end:fixture]
+
+
+SPHINX_ROLE = re.compile(r":(?:py:)?(?:class|func|meth|attr|mod|data|exc|obj|ref):`")
+
+
+def test_no_sphinx_role_in_the_library_docstrings() -> None:
+    """mkdocstrings renders Markdown: a ``:class:`X``` role would show up raw in the API pages.
+
+    Link with autorefs (``[`X`][grpcstream.X]``) or write plain ``X`` instead;
+    ``make docs-check`` also scans the rendered site.
+    """
+    leaks = [
+        f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()}"
+        for path in sorted((REPO_ROOT / "src").rglob("*.py"))
+        for number, line in enumerate(path.read_text().splitlines(), 1)
+        if SPHINX_ROLE.search(line)
+    ]
+    assert not leaks, "\n".join(leaks)
