@@ -22,11 +22,13 @@ protocol on a pipe (``--remote-debugging-pipe``: JSON messages ending in NUL on 
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import os
 import re
 import shutil
+import signal
 import struct
 import subprocess
 import sys
@@ -95,6 +97,7 @@ class Browser:
             preexec_fn=use_fds_3_and_4,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            start_new_session=True,  # its own process group: close() ends every helper
         )
         os.close(to_browser_r)
         os.close(from_browser_w)
@@ -160,7 +163,15 @@ class Browser:
         ]
 
     def close(self) -> None:
-        self._process.kill()
+        """Ask Chromium to quit; kill its process group if it has not within 10 s."""
+        try:
+            os.write(self._to_browser, json.dumps({"id": 0, "method": "Browser.close"}).encode())
+            os.write(self._to_browser, b"\0")
+            self._process.wait(timeout=10)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self._process.pid, signal.SIGKILL)  # renderers that outlived it
         self._process.wait()
         os.close(self._to_browser)
         os.close(self._from_browser)
@@ -366,7 +377,9 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     check_no_sphinx_roles()
-    with tempfile.TemporaryDirectory(prefix="grpcstream-docs-check-") as profile:
+    with tempfile.TemporaryDirectory(
+        prefix="grpcstream-docs-check-", ignore_cleanup_errors=True
+    ) as profile:
         browser = Browser(Path(profile))
         try:
             check_diagrams(browser)
