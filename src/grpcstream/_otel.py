@@ -23,6 +23,7 @@ from opentelemetry.metrics import (
 )
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
+from typing_extensions import override
 
 from ._retry import RetryEvent
 from ._send_queue import SendQueue
@@ -312,6 +313,7 @@ class _RetryCounter(CallTelemetry):
         self._instruments = instruments
         self._key = key
 
+    @override
     def retrying(self, event: RetryEvent) -> None:
         self._instruments.retries.add(1, self._instruments.with_(self._key, CAUSE, event.code.name))
 
@@ -347,6 +349,7 @@ class ClientCall(CallTelemetry):
         self._start = 0.0
         self._span: Span | None = None
 
+    @override
     def bind(self, handle: object) -> None:
         self._handle = handle
 
@@ -364,6 +367,7 @@ class ClientCall(CallTelemetry):
             # (A sampled-out span is valid, and its context still travels.)
             self._span = span if span.get_span_context().is_valid else None
 
+    @override
     def inject(self, metadata: Metadata | None) -> Metadata | None:
         self._attempts += 1
         if self._attempts == 1:
@@ -399,6 +403,7 @@ class ClientCall(CallTelemetry):
         attempt.end()
         self._attempt_span = None
 
+    @override
     def retrying(self, event: RetryEvent) -> None:
         handle = self._handle
         instruments = self._instruments
@@ -422,6 +427,7 @@ class ClientCall(CallTelemetry):
             attempt.set_attribute("rpc.grpc.status_code", event.code.value[0])
             attempt.set_status(Status(StatusCode.ERROR, cause))
 
+    @override
     def attach_queue(self, queue: SendQueue[Any]) -> None:
         self.queue = queue
         if self._instruments.metrics:
@@ -430,6 +436,7 @@ class ClientCall(CallTelemetry):
     def drain_started(self) -> None:
         pass  # a server's drain concerns its own calls
 
+    @override
     def half_closed(self) -> None:
         if self._span is not None and not self._half_closed:
             self._half_closed = True
@@ -448,6 +455,7 @@ class ClientCall(CallTelemetry):
             return 0
         return int(getattr(handle, "_replay_bytes", 0))
 
+    @override
     def finish(self, handle: object) -> None:
         if self._done:
             return

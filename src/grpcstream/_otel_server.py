@@ -18,6 +18,7 @@ import grpc.aio
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
+from typing_extensions import override
 
 from ._otel import OUTCOME, STATUS_FROM_CORE, Instruments, Key, wait_recorder
 from ._send_queue import SendQueue
@@ -153,6 +154,7 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
             str, tuple[grpc.RpcMethodHandler[Any, Any], grpc.RpcMethodHandler[Any, Any]]
         ] = {}
 
+    @override
     async def intercept_service(
         self,
         continuation: Callable[

@@ -12,6 +12,8 @@ from __future__ import annotations
 import contextvars
 from typing import TYPE_CHECKING, Any
 
+from typing_extensions import override
+
 if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
@@ -144,6 +146,7 @@ class Telemetry:
             traces=traces,
         )
 
+    @override
     def __repr__(self) -> str:
         return f"<Telemetry {self._instruments.describe()}>"
 
