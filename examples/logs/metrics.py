@@ -1,11 +1,11 @@
 """Metrics for the log demo: a Prometheus endpoint on the server, a live panel in the viewer.
 
 Server side (``python -m examples.logs.server --metrics-port 9464``):
-:func:`prometheus_telemetry` builds a ``grpcstream.Telemetry`` on an OpenTelemetry SDK
+``prometheus_telemetry()`` builds a ``grpcstream.Telemetry`` on an OpenTelemetry SDK
 ``MeterProvider`` whose ``PrometheusMetricReader`` is served over HTTP on 127.0.0.1, so
 ``curl http://127.0.0.1:9464/metrics`` shows the stream metrics.
 
-Viewer side (``make demo``): :class:`MetricsPanel` reads the same instruments from both
+Viewer side (``make demo``): ``MetricsPanel`` reads the same instruments from both
 ends, the dashboard's own client ``Telemetry`` (an in-memory reader) and the server's
 ``/metrics``, and renders one line: messages per second, send-queue depth (the server's
 lag: entries produced but not yet on the wire), blocked senders, retries and resumes.

@@ -3,7 +3,7 @@
 The rest of grpcstream talks to telemetry only through the few hooks below. With
 telemetry off they are a no-op object (client handles) or one ``ContextVar.get()`` per
 stream (server side), so nothing is paid per message. Everything that imports
-``opentelemetry`` lives in ``_otel``, which is imported only when a :class:`Telemetry` is
+``opentelemetry`` lives in ``_otel``, which is imported only when a ``Telemetry`` is
 created, so the ``otel`` extra stays optional.
 """
 
