@@ -178,6 +178,25 @@ async def test_known_run_exact_counts(flaky: tuple[FlakyService, Any], otel: Ote
     assert otel.telemetry.open_streams == 0
 
 
+async def test_replay_buffer_bytes_of_a_retried_client_stream(
+    flaky: tuple[FlakyService, Any], otel: Otel
+) -> None:
+    _, client = flaky
+    messages = [Req(seq=seq, payload=b"x" * 100) for seq in range(3)]
+    async with client.client_stream(client.stub.ClientStream) as upload:
+        for message in messages:
+            await upload.send(message)
+        # Written messages are kept for a replay until the response arrives.
+        await wait_until(lambda: upload.statistics().sent == len(messages))
+        replay = otel.value("grpcstream.client.replay_buffer.size", **method("ClientStream"))
+        assert replay == sum(message.ByteSize() for message in messages)
+        [(attrs, _)] = otel.points("grpcstream.client.replay_buffer.size")
+        assert set(attrs) == {"rpc.system", "rpc.service", "rpc.method", "grpcstream.side"}
+        summary = await upload.close_and_receive()
+    assert summary.seq == len(messages)
+    assert otel.value("grpcstream.client.replay_buffer.size") == 0
+
+
 async def test_unary_retries_one_span_per_attempt(
     flaky: tuple[FlakyService, Any], otel: Otel
 ) -> None:
