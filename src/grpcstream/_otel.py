@@ -1,8 +1,8 @@
 """The OpenTelemetry implementation behind ``grpcstream.Telemetry`` (the ``otel`` extra).
 
-Only this module imports ``opentelemetry``. Message counts, queue depth, blocked senders
-and replay-buffer bytes are *observed*: the SDK's collection reads the counters every
-stream keeps anyway, so the message path records nothing. Histograms and counters are
+Only this module and ``_otel_server`` import ``opentelemetry``. Message counts, queue
+depth, blocked senders and replay-buffer bytes are *observed*: the SDK's collection reads
+the counters every stream keeps anyway, so the message path records nothing. Histograms and counters are
 recorded once per call, per blocked ``send()``, per retry and per drained stream.
 """
 
@@ -18,6 +18,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.metrics import (
     CallbackOptions,
     MeterProvider,
+    NoOpMeterProvider,
     Observation,
     get_meter_provider,
 )
@@ -104,6 +105,8 @@ class Instruments:
         self.tracer = (tracer_provider or trace.get_tracer_provider()).get_tracer(
             SCOPE, __version__
         )
+        if not metrics:
+            meter_provider = NoOpMeterProvider()  # metrics=False: the histograms record nothing
         meter = (meter_provider or get_meter_provider()).get_meter(SCOPE, __version__)
         self.client_duration = meter.create_histogram(
             CLIENT_DURATION,
