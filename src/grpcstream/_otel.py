@@ -2,8 +2,9 @@
 
 Only this module and ``_otel_server`` import ``opentelemetry``. Message counts, queue
 depth, blocked senders and replay-buffer bytes are *observed*: the SDK's collection reads
-the counters every stream keeps anyway, so the message path records nothing. Histograms and counters are
-recorded once per call, per blocked ``send()``, per retry and per drained stream.
+the counters every stream keeps anyway, so the message path records nothing. Histograms
+and counters are recorded once per call, per blocked ``send()``, per retry and per drained
+stream.
 """
 
 from __future__ import annotations
