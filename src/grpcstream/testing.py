@@ -34,6 +34,7 @@ from ._retry import RetryPolicy
 from ._security import BearerAuth, BearerToken, ClientTLS, ServerTLS
 from ._send_queue import DEFAULT_MAX_QUEUED
 from ._server import StreamServer
+from ._telemetry import Telemetry
 
 __all__ = [
     "DEFAULT_TEST_TIMEOUT",
@@ -69,6 +70,7 @@ class ServerOptions(TypedDict, total=False):
     interceptors: Sequence[grpc.aio.ServerInterceptor]
     auth: BearerAuth | None
     max_metadata_bytes: int | None
+    telemetry: Telemetry | None
 
 
 @dataclass
@@ -98,6 +100,7 @@ class RunningServer:
         max_queued: int = DEFAULT_MAX_QUEUED,
         retry: RetryPolicy | None = None,
         auth: BearerToken | None = None,
+        telemetry: Telemetry | None = None,
     ) -> StreamClient[StubT]:
         """A ``StreamClient`` on the shared channel; its open streams are cancelled at exit.
 
@@ -113,6 +116,7 @@ class RunningServer:
             retry: the default ``RetryPolicy`` (``None``: calls are not retried).
             auth: a ``BearerToken`` sent with every call (for a server started with
                 ``auth=BearerAuth(...)``).
+            telemetry: a ``Telemetry`` for the client's calls (``None``: not instrumented).
 
         Returns:
             A ``StreamClient``; ``serve()`` closes it on exit, cancelling its open streams.
@@ -121,7 +125,8 @@ class RunningServer:
             ValueError: as ``StreamClient`` does (a bad ``timeout``, ``max_queued`` or
                 metadata key), or the server has ``tls`` but ``serve()`` got no
                 ``client_tls``, so the shared channel cannot reach it.
-            TypeError: as ``StreamClient`` does (bad metadata, ``auth`` or ``retry``).
+            TypeError: as ``StreamClient`` does (bad metadata, ``auth``, ``retry`` or
+                ``telemetry``).
         """
         if self._needs_client_tls:
             raise ValueError(
@@ -136,6 +141,7 @@ class RunningServer:
             max_queued=max_queued,
             retry=retry,
             auth=auth,
+            telemetry=telemetry,
         )
         self._clients.append(client)
         return client
