@@ -26,6 +26,7 @@ from ._exceptions import (
     ResourceExhausted,
     RetryNotPossibleError,
     RpcError,
+    StatusCode,
     StreamClosedError,
     Unauthenticated,
     Unavailable,
@@ -33,6 +34,7 @@ from ._exceptions import (
     Unknown,
     UsageError,
     WouldBlock,
+    status_error,
 )
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, KeepAlive, KeepAliveEnforcement
 from ._retry import RetryEvent, RetryPolicy
@@ -97,6 +99,7 @@ __all__ = [
     "SendQueueStatistics",
     "ServerStream",
     "ServerTLS",
+    "StatusCode",
     "StreamClient",
     "StreamClosedError",
     "StreamServer",
@@ -117,5 +120,6 @@ __all__ = [
     "connect",
     "current_principal",
     "server_streaming",
+    "status_error",
     "unary",
 ]
