@@ -25,7 +25,6 @@ from ._exceptions import (
     Internal,
     Metadata,
     RpcError,
-    StreamClosedError,
     Unknown,
     UsageError,
     rpc_error,
@@ -200,8 +199,9 @@ class CallHandle:
     def cancel(self) -> bool:
         """Cancel the RPC now. Idempotent; safe from any task or from a callback.
 
-        The server sees CANCELLED; pending and later ``send()`` calls raise
-        ``StreamClosedError``, and a task iterating the responses gets ``Cancelled``.
+        The server sees CANCELLED. From then on every operation of this call raises
+        ``Cancelled``: pending and later ``send()`` calls, reading the responses,
+        ``close_and_receive()``, and leaving the ``async with`` block.
 
         Returns:
             True if this call cancelled the RPC, False if it had already finished.
@@ -218,11 +218,11 @@ class CallHandle:
             if not self._retrying() or self._cancelled_by is not None:
                 return False
             self._cancelled_by = reason
-            self._fail_sending(StreamClosedError(CANCELLED_LOCALLY))
+            self._fail_sending(reason)
             return True
         if self._cancelled_by is None:
             self._cancelled_by = reason
-        self._fail_sending(StreamClosedError(CANCELLED_LOCALLY))
+        self._fail_sending(self._cancelled_by)
         return call.cancel()
 
     def _retrying(self) -> bool:

@@ -16,6 +16,7 @@ import grpc.aio
 from ._base import USE_CLIENT_DEFAULT, UseClientDefault
 from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._exceptions import RpcError, StreamClosedError
+from ._message_types import check_kind, import_descriptors_of, request_type, wrong_type
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, ChannelOption, KeepAlive, message_size_options
 from ._retry import Retrier, RetryPolicy
 from ._security import AuthMetadata, BearerToken, ClientTLS, bearer_metadata
@@ -140,6 +141,8 @@ class StreamClient(Generic[StubT]):
         _check_max_queued(max_queued)
         _check_metadata(metadata)
         self._channel = channel
+        import_descriptors_of(stub_factory)
+        self._request_types: dict[str, type | None] = {}
         self._stub = stub_factory(channel)
         self._timeout = timeout
         self._metadata = tuple(metadata)
@@ -189,6 +192,7 @@ class StreamClient(Generic[StubT]):
 
         Cancellation: cancelling the awaiting task cancels the RPC (and stops retrying).
         """
+        check_kind(method, "unary", _method_name(method))
         policy = self._retry_for(retry)
         if policy is None:
             return await self.unary_call(method, request, timeout=timeout, metadata=metadata)
@@ -225,9 +229,11 @@ class StreamClient(Generic[StubT]):
         The awaited handle raises what :meth:`unary` raises.
         """
         self._check_open()
+        name = _method_name(method)
+        check_kind(method, "unary_call", name)
+        self._check_request(name, request)
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
-        name = _method_name(method)
         auth = self._auth.fetch() if self._auth is not None else None
         if auth is None or isinstance(auth, tuple):
             call = method(request, timeout=timeout_s, metadata=_with_auth(call_metadata, auth))
@@ -271,11 +277,12 @@ class StreamClient(Generic[StubT]):
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
         """
         self._check_open()
+        name = _method_name(method)
+        check_kind(method, "server_stream", name)
+        self._check_request(name, request)
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
-
         policy = self._retry_for(retry)
-        name = _method_name(method)
 
         async def open_call(
             last: RespT | None, attempt_timeout: float | None
@@ -319,7 +326,7 @@ class StreamClient(Generic[StubT]):
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
             ValueError: ``max_queued`` below 1.
         """
-        setup = self._sender_setup(method, timeout, metadata, max_queued, retry)
+        setup = self._sender_setup("client_stream", method, timeout, metadata, max_queued, retry)
         stream: ClientStream[ReqT, RespT] = ClientStream(
             setup.name,
             setup.open_call,
@@ -328,6 +335,7 @@ class StreamClient(Generic[StubT]):
             retrier=setup.retrier,
             replay_limit=setup.replay_limit,
             timeout=setup.timeout,
+            send_type=setup.send_type,
         )
         return self._track(stream)
 
@@ -358,7 +366,7 @@ class StreamClient(Generic[StubT]):
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
             ValueError: ``max_queued`` below 1.
         """
-        setup = self._sender_setup(method, timeout, metadata, max_queued, retry)
+        setup = self._sender_setup("bidi_stream", method, timeout, metadata, max_queued, retry)
         stream: BidiStream[ReqT, RespT] = BidiStream(
             setup.name,
             setup.open_call,
@@ -368,6 +376,7 @@ class StreamClient(Generic[StubT]):
             replay_limit=setup.replay_limit,
             timeout=setup.timeout,
             resume=resume,
+            send_type=setup.send_type,
         )
         return self._track(stream)
 
@@ -440,6 +449,7 @@ class StreamClient(Generic[StubT]):
 
     def _sender_setup(
         self,
+        helper: str,
         method: Callable[..., _CallT],
         timeout: float | UseClientDefault | None,
         metadata: MetadataArg | UseClientDefault,
@@ -448,6 +458,8 @@ class StreamClient(Generic[StubT]):
     ) -> _SenderSetup[_CallT]:
         """What ``client_stream()`` and ``bidi_stream()`` build their handles from."""
         self._check_open()
+        name = _method_name(method)
+        check_kind(method, helper, name)
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
 
@@ -457,7 +469,6 @@ class StreamClient(Generic[StubT]):
 
         bound = self._max_queued_for(max_queued)
         policy = self._retry_for(retry)
-        name = _method_name(method)
         return _SenderSetup(
             name=name,
             open_call=open_call,
@@ -465,7 +476,24 @@ class StreamClient(Generic[StubT]):
             retrier=None if policy is None else Retrier(policy, name, timeout_s),
             replay_limit=0 if policy is None else policy.replay_buffer_bytes,
             timeout=timeout_s,
+            send_type=self._request_type(name),
         )
+
+    def _request_type(self, name: str) -> type | None:
+        try:
+            return self._request_types[name]
+        except KeyError:
+            found = self._request_types[name] = request_type(name)
+            return found
+
+    def _check_request(self, name: str, request: object) -> None:
+        expected = self._request_type(name)
+        if (
+            expected is not None
+            and type(request) is not expected
+            and not isinstance(request, expected)
+        ):
+            wrong_type(request, expected, name)
 
     def _retry_for(self, retry: RetryPolicy | UseClientDefault | None) -> RetryPolicy | None:
         if isinstance(retry, UseClientDefault):
@@ -494,6 +522,7 @@ class _SenderSetup(Generic[_CallT]):
     retrier: Retrier | None
     replay_limit: int
     timeout: float | None
+    send_type: type | None
 
 
 CallMetadata = tuple[tuple[str, str | bytes], ...]

@@ -19,6 +19,7 @@ import grpc
 import grpc.aio
 
 from ._exceptions import BrokenStreamError, Cancelled, RpcError
+from ._message_types import servicer_message_type
 from ._security import current_principal
 from ._send_queue import DEFAULT_MAX_QUEUED
 from ._server_stream import CLIENT_GONE, CallContext, RequestStream, ServerStream
@@ -94,6 +95,25 @@ async def _end_with(
     await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_DETAILS)
 
 
+class _ResponseType:
+    """The response class of one decorated method, found once per servicer class."""
+
+    __slots__ = ("_by_class", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._by_class: dict[type, Any] = {}
+
+    def of(self, servicer: object) -> Any:
+        cls = type(servicer)
+        try:
+            return self._by_class[cls]
+        except KeyError:
+            found = servicer_message_type(servicer, self._name, output=True)
+            self._by_class[cls] = found
+            return found
+
+
 def unary(
     handler: Callable[[S, ReqT, CallContext], Awaitable[RespT]],
 ) -> Callable[[S, ReqT, ServicerContext[ReqT, RespT]], Awaitable[RespT]]:
@@ -150,6 +170,7 @@ def server_streaming(
     Errors are handled as in :func:`unary`.
     """
     method = handler.__qualname__
+    response_type = _ResponseType(handler.__name__)
 
     @functools.wraps(handler)
     async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> None:
@@ -158,6 +179,7 @@ def server_streaming(
             _closing_of(self),
             max_queued=_max_queued_of(self),
             principal=current_principal(),
+            message_type=response_type.of(self),
         )
         body = handler(self, request, stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
@@ -176,6 +198,7 @@ def bidi_streaming(
     ``stream.spawn()``). Behaves like :func:`server_streaming` otherwise.
     """
     method = handler.__qualname__
+    response_type = _ResponseType(handler.__name__)
 
     @functools.wraps(handler)
     async def adapted(
@@ -186,6 +209,7 @@ def bidi_streaming(
             _closing_of(self),
             max_queued=_max_queued_of(self),
             principal=current_principal(),
+            message_type=response_type.of(self),
         )
         body = handler(self, RequestStream(context), stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
