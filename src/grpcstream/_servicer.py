@@ -22,7 +22,14 @@ from ._exceptions import BrokenStreamError, Cancelled, RpcError
 from ._message_types import servicer_message_type
 from ._security import current_principal
 from ._send_queue import DEFAULT_MAX_QUEUED
-from ._server_stream import CLIENT_GONE, CallContext, RequestStream, ServerStream
+from ._server_handlers import UNPARSEABLE
+from ._server_stream import (
+    CLIENT_GONE,
+    UNPARSEABLE_REQUEST,
+    CallContext,
+    RequestStream,
+    ServerStream,
+)
 
 __all__ = [
     "INTERNAL_ERROR_DETAILS",
@@ -126,12 +133,15 @@ def unary(
 
     @functools.wraps(handler)
     async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> RespT:
+        if request is UNPARSEABLE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNPARSEABLE_REQUEST)
         call = CallContext(context, _closing_of(self), current_principal())
         try:
             return await handler(self, request, call)
         except Exception as exc:
             await _end_with(context, exc, method)
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return adapted
 
 
@@ -155,6 +165,7 @@ def client_streaming(
         except Exception as exc:
             await _end_with(context, exc, method)
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return adapted
 
 
@@ -174,6 +185,8 @@ def server_streaming(
 
     @functools.wraps(handler)
     async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> None:
+        if request is UNPARSEABLE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNPARSEABLE_REQUEST)
         stream = ServerStream(
             context,
             _closing_of(self),
@@ -184,6 +197,7 @@ def server_streaming(
         body = handler(self, request, stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     # grpc.aio runs coroutine handlers with the reader/writer API; the declared type is
     # what the generated servicer base expects, so the override type-checks.
     return cast(Callable[[S, ReqT, ServicerContext[ReqT, RespT]], AsyncIterator[RespT]], adapted)
@@ -214,6 +228,7 @@ def bidi_streaming(
         body = handler(self, RequestStream(context), stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return cast(
         Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]],
         adapted,
