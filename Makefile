@@ -8,7 +8,12 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := $(wildcard src tests examples benchmarks scripts docs/snippets)
 
-.PHONY: lock test lint typecheck pytest demo protos protos-check docs bench bench-quick clean
+.PHONY: lock test lint typecheck pytest node-deps demo protos protos-check docs bench bench-quick clean
+
+# The grpc-js interop peers (tests/interop/node): Node from Debian if it is missing, then
+# exactly the packages of the committed package-lock.json. The stamp makes it idempotent.
+NODE_DIR := tests/interop/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.npm-ci-stamp
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +38,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
+
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
+		echo "node/npm not found: installing the Debian packages nodejs and npm"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; \
+	fi
+	cd $(NODE_DIR) && npm ci --no-audit --no-fund --ignore-scripts
+	touch $(NODE_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.logs.demo
@@ -52,4 +69,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache $(NODE_DIR)/node_modules

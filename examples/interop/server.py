@@ -69,8 +69,8 @@ class TestService(grpcstream.StreamServicer, test_pb2_grpc.TestServiceServicer):
         self, request: SimpleRequest, context: grpcstream.CallContext
     ) -> SimpleResponse:
         """large_unary, custom_metadata, status_code_and_message, special_status_message."""
-        trailing = await echo_metadata(context)
-        requested_status(request.response_status, trailing)
+        trailing = await self.echo_metadata(context)
+        self.requested_status(request.response_status, trailing)
         return SimpleResponse(payload=self.payload(request.response_size))
 
     @grpcstream.unary
@@ -87,9 +87,9 @@ class TestService(grpcstream.StreamServicer, test_pb2_grpc.TestServiceServicer):
         stream: grpcstream.ServerStream[StreamingOutputCallResponse],
     ) -> None:
         """server_streaming: one response per ``response_parameters`` entry."""
-        trailing = await echo_metadata(stream)
+        trailing = await self.echo_metadata(stream)
         await self.respond(request.response_parameters, stream)
-        requested_status(request.response_status, trailing)
+        self.requested_status(request.response_status, trailing)
 
     @grpcstream.client_streaming
     async def StreamingInputCall(
@@ -114,9 +114,9 @@ class TestService(grpcstream.StreamServicer, test_pb2_grpc.TestServiceServicer):
         Each request is answered as it arrives; a request with ``response_status`` ends
         the call with that status.
         """
-        trailing = await echo_metadata(stream)
+        trailing = await self.echo_metadata(stream)
         async for request in requests:
-            requested_status(request.response_status, trailing)
+            self.requested_status(request.response_status, trailing)
             await self.respond(request.response_parameters, stream)
 
     @grpcstream.bidi_streaming
@@ -135,6 +135,14 @@ class TestService(grpcstream.StreamServicer, test_pb2_grpc.TestServiceServicer):
     def payload(self, size: int) -> Payload:
         """The payload of ``size`` bytes to answer with."""
         return payload(size)
+
+    async def echo_metadata(self, context: grpcstream.CallContext) -> grpcstream.MetadataArg:
+        """Echo the custom_metadata headers (see the module function)."""
+        return await echo_metadata(context)
+
+    def requested_status(self, status: EchoStatus, trailing: grpcstream.MetadataArg) -> None:
+        """Raise the status the client asked for (see the module function)."""
+        requested_status(status, trailing)
 
     def aggregate(self, total: int) -> int:
         """The aggregated size to report for ``total`` received payload bytes."""
