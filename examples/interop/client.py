@@ -16,6 +16,7 @@ import asyncio
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import grpcstream
 from grpcstream_interop import test_pb2_grpc
@@ -35,6 +36,7 @@ ECHO_INITIAL = ("x-grpc-test-echo-initial", "test_initial_metadata_value")
 ECHO_TRAILING = ("x-grpc-test-echo-trailing-bin", b"\xab\xab\xab")
 SPECIAL_MESSAGE = "\t\ntest with whitespace\r\nand Unicode BMP \u263a and non-BMP \U0001f608\t\n"
 CALL_TIMEOUT = 10.0
+_T = TypeVar("_T")
 
 
 class InteropFailure(AssertionError):
@@ -214,7 +216,7 @@ def check_echo(
     check(ECHO_TRAILING in trailing, f"trailing metadata {trailing} lacks {ECHO_TRAILING}")
 
 
-async def expect_status(call: Awaitable[object], code: grpcstream.StatusCode, message: str) -> None:
+async def expect_status(call: Awaitable[_T], code: grpcstream.StatusCode, message: str) -> None:
     """Awaiting ``call`` raises the typed error for ``code`` with exactly ``message``."""
     expected = type(grpcstream.status_error(code))
     try:

@@ -59,17 +59,15 @@ async def _status(status: EchoStatus, context: Context, trailing: tuple[object, 
 class RawTestService(test_pb2_grpc.TestServiceServicer):
     """TestService on plain grpc.aio handlers."""
 
-    async def EmptyCall(self, request: Empty, context: Context) -> Empty:  # type: ignore[override]
+    async def EmptyCall(self, request: Empty, context: Context) -> Empty:
         return Empty()
 
-    async def UnaryCall(  # type: ignore[override]
-        self, request: SimpleRequest, context: Context
-    ) -> SimpleResponse:
+    async def UnaryCall(self, request: SimpleRequest, context: Context) -> SimpleResponse:
         trailing = await _echo(context)
         await _status(request.response_status, context, trailing)
         return SimpleResponse(payload=Payload(body=bytes(request.response_size)))
 
-    async def StreamingOutputCall(  # type: ignore[override]
+    async def StreamingOutputCall(
         self, request: StreamingOutputCallRequest, context: Context
     ) -> AsyncIterator[StreamingOutputCallResponse]:
         trailing = await _echo(context)
@@ -77,7 +75,7 @@ class RawTestService(test_pb2_grpc.TestServiceServicer):
             yield StreamingOutputCallResponse(payload=Payload(body=bytes(entry.size)))
         await _status(request.response_status, context, trailing)
 
-    async def StreamingInputCall(  # type: ignore[override]
+    async def StreamingInputCall(
         self, request_iterator: AsyncIterator[StreamingInputCallRequest], context: Context
     ) -> StreamingInputCallResponse:
         total = 0
@@ -85,7 +83,7 @@ class RawTestService(test_pb2_grpc.TestServiceServicer):
             total += len(request.payload.body)
         return StreamingInputCallResponse(aggregated_payload_size=total)
 
-    async def FullDuplexCall(  # type: ignore[override]
+    async def FullDuplexCall(
         self, request_iterator: AsyncIterator[StreamingOutputCallRequest], context: Context
     ) -> AsyncIterator[StreamingOutputCallResponse]:
         trailing = await _echo(context)

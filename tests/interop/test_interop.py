@@ -18,7 +18,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from typing import Any
 
 import pytest
 
@@ -52,7 +53,7 @@ async def _client_to(server: Callable[[], contextlib.AbstractAsyncContextManager
         return await run_cases(target)
 
 
-DIRECTIONS: dict[str, Callable[[], Awaitable[Results]]] = {
+DIRECTIONS: dict[str, Callable[[], Coroutine[Any, Any, Results]]] = {
     "grpcstream-server<-grpc-js-client": lambda: _server_to(run_node_client),
     "grpcstream-server<-grpc.aio-client": lambda: _server_to(run_raw_cases),
     "grpcstream-client->grpc-js-server": lambda: _client_to(node_server),
@@ -124,7 +125,7 @@ EXPECTED_FAILURES = {
 
 @pytest.mark.parametrize("fault", list(EXPECTED_FAILURES))
 async def test_the_client_fails_exactly_the_cases_a_faulty_server_breaks(fault: str) -> None:
-    async with grpcstream_server(FaultyTestService(fault)) as target:
+    async with grpcstream_server(FaultyTestService(fault)) as target:  # type: ignore[abstract]
         results = await run_cases(target)
     failed = {case for case, failure in results.items() if failure is not None}
     assert failed == EXPECTED_FAILURES[fault], results
