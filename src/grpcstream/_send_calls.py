@@ -181,7 +181,7 @@ class _Sender(CallHandle, Generic[ReqT]):
             return await self._ended_error()
         return None
 
-    async def _unmasked(self, error: RpcError) -> RpcError:
+    async def _unmasked(self, error: RpcError) -> BaseException:
         """The server's real status when grpc.aio hid it behind a failed write, if known."""
         return error
 
@@ -489,7 +489,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
                 raise self._unparseable()  # grpc.aio logged the deserializer's error
             return response
 
-    async def _unmasked(self, error: RpcError) -> RpcError:
+    async def _unmasked(self, error: RpcError) -> BaseException:
         # A write that meets the end of the call makes grpc.aio replace the status with
         # INTERNAL; the response side of a client stream still holds the real one.
         if error.details != HIDDEN_BROKEN_STREAM:
@@ -502,6 +502,10 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
                 return rpc_error(exc.code(), exc.details(), exc.trailing_metadata())
         except Exception:  # the response did not come: keep the honest Unknown
             return error
+        else:
+            # The server answered (OK) before reading everything: the call ended
+            # underneath this sender, and close_and_receive() returns the response.
+            return BrokenStreamError(SEND_ON_CLOSED)
         return error
 
     def response(self) -> RespT:
@@ -642,7 +646,8 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         if self._iterated:
             self.cancel()  # iteration was abandoned: the caller wants no more
             return
-        await self.close_send()
+        with contextlib.suppress(BrokenStreamError):
+            await self.close_send()  # the server may have ended (OK) first: read its status
         async for _ in self:
             pass  # nobody reads these: let the server finish after our half-close
 
