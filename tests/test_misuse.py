@@ -204,6 +204,7 @@ class Watcher(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):
         while not stream.cancelled():  # noqa: ASYNC110 - the state under test
             await asyncio.sleep(0.005)
         self.saw_cancelled.set()
+        await asyncio.Event().wait()  # returning now could still end the call with OK
 
 
 @pytest.mark.parametrize("pattern", ["unary", "server_stream"])
