@@ -332,6 +332,9 @@ async def main(target: str, names: Sequence[str]) -> int:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("target", help="host:port of a grpc.testing.TestService server")
-    parser.add_argument("cases", nargs="*", choices=[*CASES, []], help="default: all")
+    parser.add_argument("cases", nargs="*", help=f"default: all of {', '.join(CASES)}")
     arguments = parser.parse_args()
+    unknown = [name for name in arguments.cases if name not in CASES]
+    if unknown:
+        parser.error(f"unknown case {', '.join(unknown)}; the cases are {', '.join(CASES)}")
     sys.exit(asyncio.run(main(arguments.target, arguments.cases)))

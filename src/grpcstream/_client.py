@@ -189,6 +189,10 @@ class StreamClient(Generic[StubT]):
             ValueError: a ``timeout`` that is not a positive number (or None), or a
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+            UsageError: ``method`` is not the kind this helper calls (the message names
+                the right helper); no RPC was started.
+            TypeError: ``request`` is not the method's request class; no RPC was
+                started.
 
         Cancellation: cancelling the awaiting task cancels the RPC (and stops retrying).
         """
@@ -225,8 +229,11 @@ class StreamClient(Generic[StubT]):
             ValueError: a ``timeout`` that is not a positive number (or None), or a
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+            UsageError: ``method`` is not the kind this helper calls (the message names
+                the right helper); no RPC was started.
 
-        The awaited handle raises what :meth:`unary` raises.
+        Also raises ``TypeError`` when ``request`` is not the method's request class;
+        no RPC is started. The awaited handle raises what :meth:`unary` raises.
         """
         self._check_open()
         name = _method_name(method)
@@ -275,6 +282,10 @@ class StreamClient(Generic[StubT]):
             ValueError: a ``timeout`` that is not a positive number (or None), or a
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+            UsageError: ``method`` is not the kind this helper calls (the message names
+                the right helper); no RPC was started.
+            TypeError: ``request`` is not the method's request class; no RPC was
+                started.
         """
         self._check_open()
         name = _method_name(method)
@@ -324,6 +335,8 @@ class StreamClient(Generic[StubT]):
             ValueError: a ``timeout`` that is not a positive number (or None), or a
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+            UsageError: ``method`` is not the kind this helper calls (the message names
+                the right helper); no RPC was started.
             ValueError: ``max_queued`` below 1.
         """
         setup = self._sender_setup("client_stream", method, timeout, metadata, max_queued, retry)
@@ -364,6 +377,8 @@ class StreamClient(Generic[StubT]):
             ValueError: a ``timeout`` that is not a positive number (or None), or a
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+            UsageError: ``method`` is not the kind this helper calls (the message names
+                the right helper); no RPC was started.
             ValueError: ``max_queued`` below 1.
         """
         setup = self._sender_setup("bidi_stream", method, timeout, metadata, max_queued, retry)
