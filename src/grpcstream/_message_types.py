@@ -35,13 +35,27 @@ _KIND_OF_HELPER = {helper: (cls, kind) for cls, kind, helper in KINDS}
 _KIND_OF_HELPER["unary_call"] = _KIND_OF_HELPER["unary"]
 
 
+# The multicallable classes are ABCs, whose isinstance() costs far more than a dict lookup.
+_KIND_OF_TYPE: dict[type, str | None] = {}
+
+
+def _kind_of(method: object) -> str | None:
+    cls = type(method)
+    try:
+        return _KIND_OF_TYPE[cls]
+    except KeyError:
+        found = next((kind for base, kind, _ in KINDS if isinstance(method, base)), None)
+        _KIND_OF_TYPE[cls] = found
+        return found
+
+
 def check_kind(method: object, helper: str, name: str) -> None:
     """Raise ``UsageError`` unless ``method`` is the kind of method ``helper`` calls.
 
     Runs before anything is started, so a wrong helper never opens an RPC.
     """
-    expected, expected_kind = _KIND_OF_HELPER[helper]
-    if isinstance(method, expected):
+    expected_kind = _KIND_OF_HELPER[helper][1]
+    if _kind_of(method) == expected_kind:
         return
     from ._exceptions import UsageError
 
