@@ -36,7 +36,7 @@ from ._exceptions import (
     WouldBlock,
     status_error,
 )
-from ._options import DEFAULT_MAX_MESSAGE_BYTES, KeepAlive, KeepAliveEnforcement
+from ._options import DEFAULT_MAX_MESSAGE_BYTES, Compression, KeepAlive, KeepAliveEnforcement
 from ._retry import RetryEvent, RetryPolicy
 from ._security import (
     DEFAULT_PUBLIC_SERVICES,
@@ -72,6 +72,7 @@ __all__ = [
     "Cancelled",
     "ClientStream",
     "ClientTLS",
+    "Compression",
     "DEFAULT_GRACE",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_QUEUED",

@@ -17,7 +17,14 @@ from ._base import USE_CLIENT_DEFAULT, UseClientDefault
 from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._exceptions import RpcError, StreamClosedError
 from ._message_types import check_kind, import_descriptors_of, request_type, wrong_type
-from ._options import DEFAULT_MAX_MESSAGE_BYTES, ChannelOption, KeepAlive, message_size_options
+from ._options import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    ChannelOption,
+    Compression,
+    KeepAlive,
+    check_compression,
+    message_size_options,
+)
 from ._retry import Retrier, RetryPolicy
 from ._security import AuthMetadata, BearerToken, ClientTLS, bearer_metadata
 from ._send_calls import BidiStream, ClientStream
@@ -112,6 +119,10 @@ class StreamClient(Generic[StubT]):
         auth: a ``BearerToken`` whose ``authorization`` header is added to every call
             and every retry attempt (its token callable runs each time, so it may
             refresh). ``None`` (the default) adds nothing.
+        compression: how the requests of every call are compressed
+            (``Compression.Gzip``, ...); ``None`` (the default) leaves it to the channel
+            (uncompressed unless ``connect(options=...)`` sets a default). Each call may
+            override it.
 
     Raises:
         ValueError: a ``timeout`` that is not positive, ``max_queued`` below 1, or an
@@ -133,6 +144,7 @@ class StreamClient(Generic[StubT]):
         max_queued: int = DEFAULT_MAX_QUEUED,
         retry: RetryPolicy | None = None,
         auth: BearerToken | None = None,
+        compression: Compression | None = None,
     ) -> None:
         if auth is not None and not isinstance(auth, BearerToken):
             raise TypeError(f"auth must be a grpcstream.BearerToken or None, got {auth!r}")
@@ -140,6 +152,8 @@ class StreamClient(Generic[StubT]):
         _check_retry(retry)
         _check_max_queued(max_queued)
         _check_metadata(metadata)
+        check_compression(compression)
+        self._compression = compression
         self._channel = channel
         import_descriptors_of(stub_factory)
         self._request_types: dict[str, type | None] = {}
@@ -172,11 +186,13 @@ class StreamClient(Generic[StubT]):
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+        compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> RespT:
         """Make one request-response call, retried according to ``retry``.
 
         Args:
+            compression: this call's request compression (default: the client's).
             retry: the ``RetryPolicy`` for this call (default: the client's; ``None``:
                 no retry). Its ``deadline`` bounds all attempts together; each attempt's
                 timeout is the smaller of ``timeout`` and what is left of it.
@@ -199,12 +215,18 @@ class StreamClient(Generic[StubT]):
         check_kind(method, "unary", _method_name(method))
         policy = self._retry_for(retry)
         if policy is None:
-            return await self.unary_call(method, request, timeout=timeout, metadata=metadata)
+            return await self.unary_call(
+                method, request, timeout=timeout, metadata=metadata, compression=compression
+            )
         retrier = Retrier(policy, _method_name(method), self._timeout_for(timeout))
         while True:
             try:
                 return await self.unary_call(
-                    method, request, timeout=retrier.attempt_timeout(), metadata=metadata
+                    method,
+                    request,
+                    timeout=retrier.attempt_timeout(),
+                    metadata=metadata,
+                    compression=compression,
                 )
             except RpcError as error:
                 if not await retrier.backoff(error):
@@ -217,12 +239,14 @@ class StreamClient(Generic[StubT]):
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+        compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> UnaryCall[RespT]:
         """Start a request-response call and return its handle at once.
 
         ``await`` the handle for the response; its ``initial_metadata()``,
         ``trailing_metadata()``, ``code()`` and ``details()`` stay readable afterwards.
         ``await client.unary(...)`` is the short form when only the response matters.
+        ``compression=`` overrides the client's request compression for this call.
 
         Raises:
             StreamClosedError: the client was closed.
@@ -241,15 +265,21 @@ class StreamClient(Generic[StubT]):
         self._check_request(name, request)
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
+        packing = self._compression_for(compression)
         auth = self._auth.fetch() if self._auth is not None else None
         if auth is None or isinstance(auth, tuple):
-            call = method(request, timeout=timeout_s, metadata=_with_auth(call_metadata, auth))
+            call = method(
+                request,
+                timeout=timeout_s,
+                metadata=_with_auth(call_metadata, auth),
+                compression=packing,
+            )
             return self._track(UnaryCall(name, call, self._forget))
 
         def start(token: object) -> grpc.aio.UnaryUnaryCall[Any, RespT]:
             metadata = _with_auth(call_metadata, bearer_metadata(token))
             self._check_open()
-            return method(request, timeout=timeout_s, metadata=metadata)
+            return method(request, timeout=timeout_s, metadata=metadata, compression=packing)
 
         # An async token source: the call starts as soon as the token is there.
         token = asyncio.ensure_future(auth)
@@ -262,6 +292,7 @@ class StreamClient(Generic[StubT]):
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+        compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
         resume: Callable[[ReqT, RespT], ReqT] | None = None,
     ) -> ResponseStream[RespT]:
@@ -270,6 +301,7 @@ class StreamClient(Generic[StubT]):
         Nothing is sent until the block is entered. See :class:`ResponseStream`.
 
         Args:
+            compression: this call's request compression (default: the client's).
             retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry).
                 Without ``resume`` a failure is retried only before the first response.
             resume: ``resume(request, last_response)`` returns the request that continues
@@ -293,6 +325,7 @@ class StreamClient(Generic[StubT]):
         self._check_request(name, request)
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
+        packing = self._compression_for(compression)
         policy = self._retry_for(retry)
 
         async def open_call(
@@ -300,7 +333,7 @@ class StreamClient(Generic[StubT]):
         ) -> grpc.aio.UnaryStreamCall[Any, RespT]:
             metadata = await self._attempt_metadata(call_metadata)
             message = request if last is None or resume is None else resume(request, last)
-            return method(message, timeout=attempt_timeout, metadata=metadata)
+            return method(message, timeout=attempt_timeout, metadata=metadata, compression=packing)
 
         retrier = None if policy is None else Retrier(policy, name, timeout_s)
         stream = ResponseStream(
@@ -319,12 +352,14 @@ class StreamClient(Generic[StubT]):
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+        compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
         max_queued: int | UseClientDefault = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> ClientStream[ReqT, RespT]:
         """Start a client-streaming call; use the result as ``async with ... as upload``.
 
         Args:
+            compression: this call's request compression (default: the client's).
             max_queued: this stream's send-queue bound (default: the client's).
             retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry). The
                 call is replayed on a new attempt while everything sent fits
@@ -339,7 +374,9 @@ class StreamClient(Generic[StubT]):
                 the right helper); no RPC was started.
             ValueError: ``max_queued`` below 1.
         """
-        setup = self._sender_setup("client_stream", method, timeout, metadata, max_queued, retry)
+        setup = self._sender_setup(
+            "client_stream", method, timeout, metadata, max_queued, retry, compression
+        )
         stream: ClientStream[ReqT, RespT] = ClientStream(
             setup.name,
             setup.open_call,
@@ -358,6 +395,7 @@ class StreamClient(Generic[StubT]):
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+        compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
         max_queued: int | UseClientDefault = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
         resume: Callable[[RespT], Iterable[ReqT]] | None = None,
@@ -365,6 +403,7 @@ class StreamClient(Generic[StubT]):
         """Start a bidirectional call; use the result as ``async with ... as follow``.
 
         Args:
+            compression: this call's request compression (default: the client's).
             max_queued: this stream's send-queue bound (default: the client's).
             retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry).
                 Before any response, a failure is retried by replaying what was sent.
@@ -381,7 +420,9 @@ class StreamClient(Generic[StubT]):
                 the right helper); no RPC was started.
             ValueError: ``max_queued`` below 1.
         """
-        setup = self._sender_setup("bidi_stream", method, timeout, metadata, max_queued, retry)
+        setup = self._sender_setup(
+            "bidi_stream", method, timeout, metadata, max_queued, retry, compression
+        )
         stream: BidiStream[ReqT, RespT] = BidiStream(
             setup.name,
             setup.open_call,
@@ -470,6 +511,7 @@ class StreamClient(Generic[StubT]):
         metadata: MetadataArg | UseClientDefault,
         max_queued: int | UseClientDefault,
         retry: RetryPolicy | UseClientDefault | None,
+        compression: Compression | UseClientDefault | None,
     ) -> _SenderSetup[_CallT]:
         """What ``client_stream()`` and ``bidi_stream()`` build their handles from."""
         self._check_open()
@@ -477,10 +519,11 @@ class StreamClient(Generic[StubT]):
         check_kind(method, helper, name)
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
+        packing = self._compression_for(compression)
 
         async def open_call(attempt_timeout: float | None) -> _CallT:
             call_options = await self._attempt_metadata(call_metadata)
-            return method(timeout=attempt_timeout, metadata=call_options)
+            return method(timeout=attempt_timeout, metadata=call_options, compression=packing)
 
         bound = self._max_queued_for(max_queued)
         policy = self._retry_for(retry)
@@ -493,6 +536,14 @@ class StreamClient(Generic[StubT]):
             timeout=timeout_s,
             send_type=self._request_type(name),
         )
+
+    def _compression_for(
+        self, compression: Compression | UseClientDefault | None
+    ) -> Compression | None:
+        if isinstance(compression, UseClientDefault):
+            return self._compression
+        check_compression(compression)
+        return compression
 
     def _request_type(self, name: str) -> type | None:
         try:

@@ -20,7 +20,9 @@ from ._exceptions import UsageError
 from ._options import (
     DEFAULT_MAX_MESSAGE_BYTES,
     ChannelOption,
+    Compression,
     KeepAliveEnforcement,
+    check_compression,
     message_size_options,
 )
 from ._security import BearerAuth, MetadataLimit, ServerTLS
@@ -69,6 +71,9 @@ class StreamServer:
             with RESOURCE_EXHAUSTED before ``auth`` or any handler runs, however the
             client split its header frames. ``None`` keeps grpc's default (8 KiB, hard
             limit 16 KiB).
+        compression: the default compression of every response (``Compression.Gzip``,
+            ...); a handler may change it per call with ``set_compression()``. ``None``
+            sends responses uncompressed.
 
     Raises:
         ValueError: a non-positive limit or grace.
@@ -92,6 +97,7 @@ class StreamServer:
         tls: ServerTLS | None = None,
         auth: BearerAuth | None = None,
         max_metadata_bytes: int | None = None,
+        compression: Compression | None = None,
     ) -> None:
         _check_grace(grace)
         if tls is not None and not isinstance(tls, ServerTLS):
@@ -107,6 +113,8 @@ class StreamServer:
                 isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
             ):
                 raise ValueError(f"{name} must be an int >= 1 or None, got {limit!r}")
+        check_compression(compression)
+        self._compression = compression
         self._address = address
         self._grace = grace
         server_options: list[ChannelOption] = []
@@ -215,7 +223,9 @@ class StreamServer:
             raise UsageError("the server was already started")
         self._started = True
         self._server = grpc.aio.server(
-            options=self._server_options, interceptors=self._interceptors
+            options=self._server_options,
+            interceptors=self._interceptors,
+            compression=self._compression,
         )
         registrar = Registrar(self._concurrency)
         for add_to_server, servicer in self._registrations:

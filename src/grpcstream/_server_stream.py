@@ -138,6 +138,19 @@ class CallContext:
         """Send initial metadata now, before the first message (at most once)."""
         await self._context.send_initial_metadata(metadata)
 
+    def set_compression(self, compression: grpc.Compression) -> None:
+        """Compress this call's responses with ``compression`` (``Compression.Gzip``, ...).
+
+        Call it before the first response is sent; it overrides the server's default
+        (``StreamServer(compression=...)``) for this call only.
+
+        Raises:
+            TypeError: ``compression`` is not a ``grpcstream.Compression``.
+        """
+        if not isinstance(compression, grpc.Compression):
+            raise TypeError(f"compression must be a grpcstream.Compression, got {compression!r}")
+        self._context.set_compression(compression)
+
 
 class ServerStream(CallContext, Generic[RespT]):
     """The send side of a server-streaming or bidi handler; safe from many tasks.
