@@ -9,9 +9,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import struct
+from collections.abc import AsyncIterator
+from typing import Any
 
 import grpc
+import grpc.aio
 import h2.config
 import h2.connection
 import h2.events
@@ -20,7 +24,7 @@ import pytest
 
 import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
-from grpcstream_demo.dummy_pb2 import Req
+from grpcstream_demo.dummy_pb2 import Reply, Req
 
 from .conftest import SERVICE, WAIT, serving
 from .dummy_servicer import DummyStreamService
@@ -165,3 +169,71 @@ async def test_bad_tokens_cannot_starve_valid_calls_of_concurrency_slots() -> No
             outcomes = await asyncio.gather(*attackers, return_exceptions=True)
     assert all(isinstance(outcome, grpcstream.Unauthenticated) for outcome in outcomes)
     assert servicer.calls == 20
+
+
+class RawDummy(dummy_pb2_grpc.DummyServiceServicer):
+    """Plain grpc.aio handlers (no grpcstream adapters) served by a StreamServer."""
+
+    def __init__(self) -> None:
+        self.seen: list[Req] = []
+
+    async def Unary(self, request: Req, context: Any) -> Reply:
+        self.seen.append(request)
+        return Reply(seq=request.seq)
+
+    async def ServerStream(self, request: Req, context: Any) -> AsyncIterator[Reply]:
+        self.seen.append(request)
+        yield Reply(seq=request.seq)
+
+    async def ClientStream(self, request_iterator: AsyncIterator[Req], context: Any) -> Reply:
+        async for request in request_iterator:
+            self.seen.append(request)
+        return Reply()
+
+    async def Bidi(
+        self, request_iterator: AsyncIterator[Req], context: Any
+    ) -> AsyncIterator[Reply]:
+        async for request in request_iterator:
+            self.seen.append(request)
+            yield Reply(seq=request.seq)
+
+
+GARBAGE = b"\xff\xff\xff"  # a truncated varint tag: not a protobuf message
+
+
+@pytest.mark.parametrize("limit", [None, 5])
+async def test_plain_grpc_handlers_get_invalid_argument_for_unparseable_requests(
+    limit: int | None,
+) -> None:
+    servicer = RawDummy()
+    async with serving(servicer, max_concurrent_rpcs=limit) as (_, target):
+        async with grpc.aio.insecure_channel(target) as channel:
+            good = Req(seq=1).SerializeToString()
+            unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
+                f"/{SERVICE}/Unary"
+            )
+            server_stream: grpc.aio.UnaryStreamMultiCallable[bytes, bytes] = channel.unary_stream(
+                f"/{SERVICE}/ServerStream"
+            )
+            calls: list[Any] = [unary(GARBAGE, timeout=WAIT), server_stream(GARBAGE, timeout=WAIT)]
+            for kind in ("stream_unary", "stream_stream"):
+                name = "ClientStream" if kind == "stream_unary" else "Bidi"
+                call = getattr(channel, kind)(f"/{SERVICE}/{name}")(timeout=WAIT)
+                await call.write(good)
+                await call.write(GARBAGE)
+                await call.done_writing()
+                calls.append(call)
+            for call in calls:
+                with contextlib.suppress(grpc.aio.AioRpcError):
+                    if hasattr(call, "read"):
+                        while await call.read() is not grpc.aio.EOF:
+                            pass
+                    else:
+                        await call
+                assert await call.code() is grpc.StatusCode.INVALID_ARGUMENT
+                assert await call.details() == "a request message could not be parsed"
+            # and the server still answers, with the handlers' own results
+            stub = dummy_pb2_grpc.DummyServiceStub(channel)
+            assert (await stub.Unary(Req(seq=7), timeout=WAIT)).seq == 7
+            assert [r.seq async for r in stub.ServerStream(Req(seq=8), timeout=WAIT)] == [8]
+    assert servicer.seen == [Req(seq=1), Req(seq=1), Req(seq=7), Req(seq=8)]
