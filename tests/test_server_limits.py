@@ -115,7 +115,9 @@ async def test_metadata_split_across_continuation_frames_is_refused_before_auth(
     async with serving(servicer, **options) as (_, target):
         response = await raw_h2_unary(target, [("authorization", "Bearer good"), *headers])
         assert response.get("grpc-status") == str(grpc.StatusCode.RESOURCE_EXHAUSTED.value[0])
-        assert f"limit of {LIMIT} bytes" in response.get("grpc-message", "").replace("%20", " ")
+        # grpc's own check catches a split block now and then (with its own message, or
+        # none); every time it does not, grpcstream's does. Without grpcstream's check
+        # this call reaches the handler and ends OK.
         assert servicer.calls == 0
         assert verify.calls == 0
         # The same raw client with small metadata gets through auth to the handler.
