@@ -441,8 +441,9 @@ class StreamClient(Generic[StubT]):
     async def aclose(self) -> None:
         """Cancel every stream still open and refuse new calls. Idempotent.
 
-        Tasks iterating or sending on those streams get ``Cancelled`` or
-        ``StreamClosedError``; their ``async with`` blocks then clean up as usual.
+        Tasks iterating or sending on those streams get ``Cancelled``; their
+        ``async with`` blocks then clean up as usual. Starting a call afterwards raises
+        ``StreamClosedError``.
         """
         self._closed = True
         for handle in list(self._open):

@@ -7,7 +7,7 @@ GrpcStreamError
 │     ├── StreamClosedError
 │     └── BusyStreamError
 ├── RetryNotPossibleError                        a retryable failure that could not be retried
-├── BrokenStreamError                            the peer went away while we were sending
+├── BrokenStreamError                            the call ended underneath a sender
 └── WouldBlock                                   send_nowait on a full queue
 ```
 
@@ -78,9 +78,11 @@ class UsageError(GrpcStreamError, RuntimeError):
 
 
 class StreamClosedError(UsageError):
-    """The stream (or its sending side) is closed; the operation did nothing.
+    """The sending side was closed by the caller; the operation did nothing.
 
-    Raised by ``send()``/``send_nowait()`` after ``close_send()`` or after the stream ended.
+    Raised by ``send()``/``send_nowait()`` after ``close_send()``, and by a closed
+    ``StreamClient`` asked to start a call. (After ``cancel()`` sends raise ``Cancelled``;
+    a call that the peer ended raises ``BrokenStreamError`` or its status.)
     """
 
 
@@ -98,9 +100,12 @@ class RetryNotPossibleError(GrpcStreamError):
 
 
 class BrokenStreamError(GrpcStreamError):
-    """The peer went away (cancelled, disconnected, or the RPC ended) while sending.
+    """The call ended underneath a sender; not a misuse, and nothing more can be sent.
 
-    On the server this means the client is gone: stop producing.
+    On the server: the client is gone (cancelled, disconnected, past its deadline), so
+    stop producing. On the client: the server ended the call with OK while this side was
+    still sending (a client stream's response is still returned by
+    ``close_and_receive()``). A non-OK end raises that status's ``RpcError`` instead.
     """
 
 

@@ -227,14 +227,14 @@ class StreamServer:
             interceptors=self._interceptors,
             compression=self._compression,
         )
-        registrar = Registrar(self._concurrency)
+        registrar = Registrar(self._server, self._concurrency)
         for add_to_server, servicer in self._registrations:
             add_to_server(servicer, registrar)  # type: ignore[arg-type]
         if self._health is not None:
             from grpc_health.v1 import health_pb2, health_pb2_grpc
 
             health_pb2_grpc.add_HealthServicer_to_server(self._health, registrar)
-        registrar.register(self._server)
+        registrar.register()
         if self._health is not None:
             for name in self._service_names:
                 await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -159,7 +159,8 @@ def wrap_handler(handler: Handler, method: str, limit: ConcurrencyLimit | None) 
 class Registrar:
     """Stands in for the grpc.aio server while a generated ``add_*_to_server`` runs."""
 
-    def __init__(self, limit: ConcurrencyLimit | None) -> None:
+    def __init__(self, server: grpc.aio.Server, limit: ConcurrencyLimit | None) -> None:
+        self._server = server
         self._limit = limit
         self._generic: list[grpc.GenericRpcHandler] = []
         self._registered: dict[str, dict[str, Handler]] = {}
@@ -179,8 +180,14 @@ class Registrar:
             for name, handler in method_handlers.items()
         }
 
-    def register(self, server: grpc.aio.Server) -> None:
+    def __getattr__(self, name: str) -> Any:
+        # A hand-written add_to_server may use more of the server than the two methods
+        # generated code calls: hand it the real thing.
+        return getattr(self._server, name)
+
+    def register(self) -> None:
         """Add everything collected to the real server."""
+        server = self._server
         for service, handlers in self._registered.items():
             server.add_generic_rpc_handlers(
                 (grpc.method_handlers_generic_handler(service, handlers),)
