@@ -42,6 +42,7 @@ _T = TypeVar("_T")
 _CallT = TypeVar("_CallT")
 
 CANCELLED_LOCALLY = "the call was cancelled by the client"
+CANCELLED_BY_PRODUCER = "the call was cancelled because a spawned producer raised"
 NOT_ENTERED = "use the stream as an async context manager: `async with client.{}(...) as s`"
 NOT_FINISHED = "the call has not finished yet; read this after the stream has ended"
 UNPARSEABLE = "a response from the server could not be deserialized: {}"
@@ -218,12 +219,24 @@ class CallHandle:
             if not self._retrying() or self._cancelled_by is not None:
                 return False
             self._cancelled_by = reason
-            self._fail_sending(reason)
+            self._fail_sending(self._send_error())
             return True
         if self._cancelled_by is None:
             self._cancelled_by = reason
-        self._fail_sending(self._cancelled_by)
+        self._fail_sending(self._send_error())
         return call.cancel()
+
+    def _send_error(self) -> BaseException:
+        """What senders get once the call is cancelled.
+
+        The typed error that cancelled it (``Cancelled`` after ``cancel()``), or
+        ``Cancelled`` when a spawned producer's exception did: that exception is raised
+        once, from reading or leaving the block, not again from every ``send()``.
+        """
+        reason = self._cancelled_by
+        if isinstance(reason, RpcError):
+            return reason
+        return Cancelled(CANCELLED_BY_PRODUCER, code=grpc.StatusCode.CANCELLED)
 
     def _retrying(self) -> bool:
         """True while a retry policy may still start another attempt."""

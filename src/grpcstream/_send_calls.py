@@ -269,7 +269,7 @@ class _Sender(CallHandle, Generic[ReqT]):
 
     async def _ended_error(self) -> BaseException:
         if self._cancelled_by is not None:
-            return self._cancelled_by
+            return self._send_error()
         error = await self._status_error()
         return error if error is not None else BrokenStreamError(SEND_ON_CLOSED)
 
@@ -280,7 +280,7 @@ class _Sender(CallHandle, Generic[ReqT]):
         if queue is None or call is not self._call:
             return
         if self._cancelled_by is not None:
-            queue.fail(self._cancelled_by)
+            queue.fail(self._send_error())
             return
         # grpc.aio offers the status only as a coroutine; a done-callback must stay
         # synchronous, so it reads the cython call's status (tests/test_client_streams.py
