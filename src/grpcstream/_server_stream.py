@@ -81,7 +81,10 @@ class CallContext:
         self._principal = principal
         # grpc.aio runs each RPC in its own task and cancels that task when the client
         # goes away, but never turns context.cancelled() True: the task is the witness.
-        self._rpc_task = asyncio.current_task()
+        try:
+            self._rpc_task: asyncio.Task[Any] | None = asyncio.current_task()
+        except RuntimeError:  # built outside a running loop (a unit test, say)
+            self._rpc_task = None
 
     @property
     def closing(self) -> asyncio.Event:
