@@ -211,7 +211,17 @@ async def timeout_on_sleeping_server(stubs: Stubs) -> None:
     call = stubs[0].FullDuplexCall(timeout=0.001)
     with contextlib.suppress(grpc.aio.AioRpcError, grpc.aio.UsageError, asyncio.InvalidStateError):
         await call.write(StreamingOutputCallRequest(payload=Payload(body=bytes(27182))))
-    await _code(call.read(), grpc.StatusCode.DEADLINE_EXCEEDED)
+    try:
+        await call.read()
+    except grpc.aio.AioRpcError as error:
+        code, details = error.code(), error.details()
+    else:
+        raise Failure("a response arrived from a server that should be sleeping")
+    # grpc.aio's own hazard (the one grpcstream's client undoes): when the deadline
+    # expires while a write is pending, it reports INTERNAL "Internal error from Core"
+    # instead. The server cannot influence that, so this reference client accepts it.
+    hidden = code is grpc.StatusCode.INTERNAL and details == "Internal error from Core"
+    _check(code is grpc.StatusCode.DEADLINE_EXCEEDED or hidden, f"status {code}: {details}")
 
 
 async def custom_metadata(stubs: Stubs) -> None:
