@@ -7,13 +7,17 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := $(wildcard src tests examples benchmarks scripts docs/snippets)
+# The docs' JavaScript (mermaid) comes from npm, pinned by docs-js/package-lock.json.
+DOCS_JS := docs-js
+NPM_STAMP := $(DOCS_JS)/node_modules/.installed
+MERMAID := docs/assets/mermaid/mermaid.min.js
 
-.PHONY: lock test lint typecheck pytest node-deps demo protos protos-check docs bench bench-quick clean
-
-# The grpc-js interop peers (tests/interop/node): Node from Debian if it is missing, then
-# exactly the packages of the committed package-lock.json. The stamp makes it idempotent.
+# The grpc-js interop peers (tests/interop/node), pinned by their package-lock.json.
 NODE_DIR := tests/interop/node
-NODE_STAMP := $(NODE_DIR)/node_modules/.npm-ci-stamp
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+
+.PHONY: lock test test-fast lint typecheck pytest pytest-fast node-deps wheel-check demo \
+	protos protos-check docs docs-check bench bench-quick clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,7 +33,12 @@ lock:
 		--upgrade --quiet -o requirements/dev.txt
 	rm -f $(STAMP)
 
-test: $(STAMP) lint typecheck pytest docs
+# Everything CI runs (.ci/run): lint, types, every test, the docs build and its offline
+# check in a headless browser, and the built wheel in a fresh venv.
+test: $(STAMP) lint typecheck pytest docs-check wheel-check
+
+# The quick loop while developing: no test marked slow, no docs, no wheel.
+test-fast: $(STAMP) lint typecheck pytest-fast
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
@@ -41,17 +50,22 @@ typecheck: $(STAMP)
 pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 
+pytest-fast: $(STAMP) $(NODE_STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Node (Debian's nodejs and npm if `node` is missing) and exactly the locked grpc-js
+# packages; the stamp makes it idempotent.
 node-deps: $(NODE_STAMP)
 
 $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
-	@if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then \
-		echo "node/npm not found: installing the Debian packages nodejs and npm"; \
-		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; \
-	fi
-	cd $(NODE_DIR) && npm ci --no-audit --no-fund --ignore-scripts
-	touch $(NODE_STAMP)
+	scripts/ensure_system_packages.sh nodejs npm
+	cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+# Build sdist + wheel, twine check, install the wheel in fresh venvs, run the smoke suite
+# and the pip-only quickstart (scripts/wheel_check.py says what each step proves).
+wheel-check: $(STAMP)
+	$(BIN)/python scripts/wheel_check.py
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.logs.demo
@@ -59,8 +73,23 @@ demo: $(STAMP)
 protos: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
 
-docs: $(STAMP)
+$(NPM_STAMP): $(DOCS_JS)/package.json $(DOCS_JS)/package-lock.json
+	scripts/ensure_system_packages.sh nodejs npm
+	cd $(DOCS_JS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(MERMAID): $(NPM_STAMP)
+	mkdir -p $(dir $@)
+	cp $(DOCS_JS)/node_modules/mermaid/dist/mermaid.min.js $@
+
+docs: $(STAMP) $(MERMAID)
 	$(BIN)/mkdocs build --strict
+
+# Open the built site from disk in headless Chromium with the network off: diagrams must
+# render (bundled mermaid) and sidebar links must reach .html pages.
+docs-check: docs
+	scripts/ensure_system_packages.sh chromium
+	$(BIN)/python scripts/docs_check.py
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
@@ -69,4 +98,5 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache $(NODE_DIR)/node_modules
+	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache $(DOCS_JS)/node_modules \
+		docs/assets/mermaid build/docs-check $(NODE_DIR)/node_modules

@@ -66,7 +66,7 @@ def connect(
     Args:
         target: ``host:port`` (or any gRPC target URI).
         keepalive: the client keepalive preset (pings every 30 s while calls are open;
-            see :class:`KeepAlive`). ``None`` disables keepalive pings.
+            see [`KeepAlive`][grpcstream.KeepAlive]). ``None`` disables keepalive pings.
         max_send_message_bytes: the largest message this client sends (default 4 MiB).
         max_receive_message_bytes: the largest message it accepts (default 4 MiB).
         options: extra raw grpc channel options; they override the presets.
@@ -107,7 +107,7 @@ class StreamClient(Generic[StubT]):
     """Typed calls for all four RPC patterns on one channel.
 
     Args:
-        channel: a grpc.aio channel, usually from :func:`connect`.
+        channel: a grpc.aio channel, usually from [`connect()`][grpcstream.connect].
         stub_factory: the generated stub class (``logs_pb2_grpc.LogServiceStub``).
         timeout: the default deadline of every call, in seconds; ``None`` (the default)
             means no deadline. Each call may override it.
@@ -257,7 +257,8 @@ class StreamClient(Generic[StubT]):
                 the right helper); no RPC was started.
 
         Also raises ``TypeError`` when ``request`` is not the method's request class;
-        no RPC is started. The awaited handle raises what :meth:`unary` raises.
+        no RPC is started. The awaited handle raises what
+        [`unary()`][grpcstream.StreamClient.unary] raises.
         """
         self._check_open()
         name = _method_name(method)
@@ -298,7 +299,8 @@ class StreamClient(Generic[StubT]):
     ) -> ResponseStream[RespT]:
         """Start a server-streaming call; use the result as ``async with ... as entries``.
 
-        Nothing is sent until the block is entered. See :class:`ResponseStream`.
+        Nothing is sent until the block is entered. See
+        [`ResponseStream`][grpcstream.ResponseStream].
 
         Args:
             compression: this call's request compression (default: the client's).
