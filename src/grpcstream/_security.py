@@ -446,6 +446,7 @@ class MetadataLimit(grpc.aio.ServerInterceptor):
         self._limit = limit
         self._details = METADATA_TOO_LARGE.format(limit)
 
+    @override
     async def intercept_service(
         self,
         continuation: Callable[

@@ -1,7 +1,7 @@
 """What StreamServer wraps around every method handler when a servicer is added.
 
 Generated ``add_<Service>Servicer_to_server`` functions hand their method handlers to the
-server. ``StreamServer.add()`` gives them a :class:`Registrar` instead, which wraps each
+server. ``StreamServer.add()`` gives them a `Registrar` instead, which wraps each
 handler once, at registration, so that nothing is added per call unless it is needed:
 
 * a request that does not parse ends the call with INVALID_ARGUMENT and a generic
@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import grpc
 import grpc.aio
+from typing_extensions import override
 
 from ._exceptions import InvalidArgument
 from ._server_stream import UNPARSEABLE_REQUEST
@@ -47,6 +48,7 @@ class _Unparseable:
 
     __slots__ = ()
 
+    @override
     def __repr__(self) -> str:
         return "<unparseable request>"
 

@@ -118,7 +118,7 @@ class CallContext:
         return remaining is not None and remaining <= 0
 
     def done(self) -> bool:
-        """True once the RPC has ended, for any reason (including :meth:`cancelled`)."""
+        """True once the RPC has ended, for any reason (including `cancelled()`)."""
         return self._context.done() or self.cancelled()
 
     def time_remaining(self) -> float | None:
