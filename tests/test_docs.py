@@ -100,7 +100,12 @@ EXPECTED: dict[str, list[str]] = {
         "followed: api 1",
         "followed: api 3",
     ],
-    "errors": ["api: True", "missing: None"],
+    "errors": [
+        "api: True",
+        "missing: None",
+        "final status: ok",
+        "relayed: NotFound(code=NOT_FOUND, details='no such log')",
+    ],
     "observability": [
         "received: 10",
         "messages sent: {'client': 1, 'server': 10}",
