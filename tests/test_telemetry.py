@@ -7,8 +7,10 @@ asserts the exact numbers and spans it must produce.
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from types import FrameType
 from typing import Any
 
 import grpc
@@ -396,6 +398,52 @@ async def test_drain_outcomes_finished_and_cut_off(otel: Otel) -> None:
     servers = [s for s in otel.spans.get_finished_spans() if s.kind is SpanKind.SERVER]
     assert len(servers) == 2
     assert all("drain" in [e.name for e in s.events] for s in servers)
+
+
+def telemetry_frame(frame: FrameType) -> bool:
+    # grpcstream's telemetry code: every OpenTelemetry call starts there (the SDK itself
+    # creates some objects lazily, such as a histogram bucket's first exemplar reservoir).
+    name = frame.f_code.co_filename
+    return "grpcstream/_otel" in name or "grpcstream/_telemetry" in name
+
+
+async def test_nothing_is_recorded_per_message(otel: Otel) -> None:
+    """grpcstream's telemetry code runs as often for 60 messages as for 5.
+
+    Counted with a profile hook, so the machine's load cannot blur it (a benchmark can).
+    Both streams stay below the queue bound: no send() blocks, so none records its wait.
+    """
+    service = DummyStreamService()
+    async with serving(service, telemetry=otel.telemetry) as (_, target):
+        async with (
+            grpcstream.connect(target) as channel,
+            grpcstream.StreamClient(
+                channel, dummy_pb2_grpc.DummyServiceStub, telemetry=otel.telemetry
+            ) as client,
+        ):
+
+            async def telemetry_calls(messages: int) -> int:
+                calls = 0
+
+                def count(frame: FrameType, event: str, arg: object) -> None:
+                    nonlocal calls
+                    if event == "call" and telemetry_frame(frame):
+                        calls += 1
+
+                sys.setprofile(count)
+                try:
+                    async with client.server_stream(
+                        client.stub.ServerStream, Req(seq=messages)
+                    ) as replies:
+                        assert len([reply async for reply in replies]) == messages
+                finally:
+                    sys.setprofile(None)
+                return calls
+
+            await telemetry_calls(5)  # warm-up: first-use caches
+            few, many = await telemetry_calls(5), await telemetry_calls(60)
+    assert few > 0  # the per-call work was seen
+    assert many == few
 
 
 async def test_without_a_provider_nothing_is_recorded_or_raised() -> None:
