@@ -342,9 +342,13 @@ class CallHandle:
             raise
         finally:
             self._phase = _Phase.EXITED
-            await self._cancel_producers()
-            await self._release()
-            self._on_exit(self)
+            try:
+                await self._cancel_producers()
+                await self._release()
+            finally:
+                # Even when the exiting task is cancelled while reaping (SendQueue.aclose()
+                # re-raises the cancellation), the client must stop counting this handle.
+                self._on_exit(self)
 
     async def _finish(self) -> None:
         """Normal exit; overridden per pattern."""

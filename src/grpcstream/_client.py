@@ -40,6 +40,17 @@ CLIENT_CLOSED = "the StreamClient is closed; create a new one to start calls"
 _TLS_CHANNELS: weakref.WeakSet[grpc.aio.Channel] = weakref.WeakSet()
 
 
+# The reconnect backoff connect() sets: retry after 0.1 s, at most 1 s apart. grpc's own
+# default (1 s, growing by 1.6x to 120 s) leaves a restarted server unreachable for seconds
+# after it is back, and the calls a RetryPolicy retries meanwhile fail at once with "failed
+# to connect to all addresses". grpc's minimum connect timeout (20 s) is left alone: it is
+# how long one connection attempt may take, not a delay.
+_RECONNECT_BACKOFF: tuple[ChannelOption, ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
 def connect(
     target: str,
     *,
@@ -53,7 +64,11 @@ def connect(
     """Open a grpc.aio channel with grpcstream's presets.
 
     The channel connects lazily, on the first call. Use it as ``async with connect(...)``
-    or close it with ``await channel.close()``.
+    or close it with ``await channel.close()``. After losing its server, the channel tries
+    to reconnect after 0.1 s, then backs off to at most 1 s between tries (grpc alone
+    starts at 1 s and grows to 120 s), so a
+    restarted server is found within about a second, well inside the default
+    ``RetryPolicy``'s patience. ``options=`` can override it.
 
     Args:
         target: ``host:port`` (or any gRPC target URI).
@@ -85,6 +100,7 @@ def connect(
     merged.extend(message_size_options(max_send_message_bytes, max_receive_message_bytes))
     if not grpc_retries:
         merged.append(("grpc.enable_retries", 0))
+    merged.extend(_RECONNECT_BACKOFF)
     merged.extend(options)
     if tls is not None:
         credentials, tls_options = tls.channel_credentials()

@@ -610,12 +610,16 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         return self._received
 
     async def _finish(self) -> None:
+        if self._iterated and not self._eof:
+            # Iteration was abandoned: the caller wants no more. Cancel first: a producer
+            # may be blocked by backpressure that nobody reading the replies will relieve,
+            # and _close() cancels the producers next.
+            self.cancel()
+            self._raise_producer_error()
+            return
         await self._wait_producers()
         if self._eof:
             await self._raise_status_error()
-            return
-        if self._iterated:
-            self.cancel()  # iteration was abandoned: the caller wants no more
             return
         await self.close_send()
         async for _ in self:
