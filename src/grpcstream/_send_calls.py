@@ -48,6 +48,9 @@ ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 
 _STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+# How long a failed write waits for the real status to replace grpc.aio's INTERNAL; it
+# follows within milliseconds when the connection died.
+_UNHIDE_SECONDS = 2.0
 
 OpenCall = Callable[[float | None], Awaitable[Any]]
 
@@ -66,6 +69,8 @@ class _Sender(CallHandle, Generic[ReqT]):
         "_replay_bytes",
         "_replay_limit",
         "_retrier",
+        "_seen_status",
+        "_status_waiters",
         "_timeout",
     )
 
@@ -92,6 +97,9 @@ class _Sender(CallHandle, Generic[ReqT]):
         self._generation = 0
         self._half_closed = False
         self._reopen_lock: asyncio.Lock | None = None
+        self._status_waiters: list[asyncio.Future[None]] = []
+        # The first status each attempt's call reported that was not grpc.aio's hidden one.
+        self._seen_status: tuple[Any, BaseException] | None = None
 
     async def __aenter__(self) -> Self:
         await self._start()
@@ -128,7 +136,7 @@ class _Sender(CallHandle, Generic[ReqT]):
             try:
                 await call.write(message)
             except grpc.aio.AioRpcError as exc:
-                raise await self._unmasked(self._from_aio(exc)) from exc
+                raise await self._unhide(self._from_aio(exc)) from exc
             except (asyncio.InvalidStateError, grpc.aio.UsageError):
                 raise await self._ended_error() from None
 
@@ -172,14 +180,60 @@ class _Sender(CallHandle, Generic[ReqT]):
         try:
             await operation
         except grpc.aio.AioRpcError as exc:
-            return await self._unmasked(self._from_aio(exc))
+            return await self._unhide(self._from_aio(exc))
         except (asyncio.InvalidStateError, grpc.aio.UsageError):
             return await self._ended_error()
         return None
 
-    async def _unmasked(self, error: RpcError) -> RpcError:
-        """The server's real status when grpc.aio hid it behind a failed write, if known."""
-        return error
+    async def _unhide(self, error: RpcError) -> BaseException:
+        """The real status behind grpc.aio's ``INTERNAL: Internal error from Core``.
+
+        When a write fails in the C-core because the stream or the connection ended,
+        grpc.aio sets the call's status to that INTERNAL, over whatever status the call
+        had. The real status (UNAVAILABLE for a server that died, or what the server sent)
+        comes either just before (then ``_call_done`` saw it) or just after (the cython
+        call stores it over the INTERNAL one and runs the done callbacks again). This
+        waits for it (at most ``_UNHIDE_SECONDS``), so a dead server is the retryable
+        ``Unavailable`` it is. If it never comes, the honest ``Unknown`` stays.
+
+        Returns:
+            The typed real status, ``StreamClosedError`` if the server had ended the call
+            OK, or ``error`` itself.
+        """
+        if error.details != HIDDEN_BROKEN_STREAM:
+            return error
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + _UNHIDE_SECONDS
+        while True:
+            real = self._core_status_error(self._call)
+            if real is not None:
+                return real
+            remaining = give_up - loop.time()
+            if remaining <= 0:
+                return error
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._status_waiters.append(waiter)
+            try:
+                await asyncio.wait((waiter,), timeout=remaining)
+            finally:
+                if not waiter.done():
+                    waiter.cancel()
+                    self._status_waiters.remove(waiter)
+
+    def _core_status_error(self, call: Any) -> BaseException | None:
+        """The call's real status as an error; None while only the hidden one is known."""
+        seen = self._seen_status
+        if seen is not None and seen[0] is call:
+            return seen[1]
+        status = _core_status(call)
+        if status is None:
+            return None
+        grpc_code, details, trailing_metadata = status
+        if grpc_code is grpc.StatusCode.OK:
+            return StreamClosedError(SEND_ON_CLOSED)
+        if grpc_code is grpc.StatusCode.INTERNAL and details == _CORE_INTERNAL:
+            return None
+        return self._translate(grpc_code, details, trailing_metadata)
 
     def _remember(self, message: ReqT) -> None:
         if self._replay is None:
@@ -267,34 +321,40 @@ class _Sender(CallHandle, Generic[ReqT]):
         if self._cancelled_by is not None:
             return StreamClosedError(CANCELLED_LOCALLY)
         error = await self._status_error()
-        return error if error is not None else StreamClosedError(SEND_ON_CLOSED)
+        return await self._unhide(error) if error is not None else StreamClosedError(SEND_ON_CLOSED)
 
     def _call_done(self, call: Any) -> None:
         # The RPC ended (status received, deadline, cancel): nothing more can be sent, so
         # waiting and later senders must learn it now rather than on their next write.
+        # grpc.aio runs this again when the real status replaces its hidden INTERNAL one.
+        waiters, self._status_waiters = self._status_waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        seen = self._seen_status
+        if seen is None or seen[0] is not call:
+            real = self._core_status_error(call)
+            if real is not None:
+                self._seen_status = (call, real)
         queue = self._queue
         if queue is None or call is not self._call:
             return
         if self._cancelled_by is not None:
             queue.fail(StreamClosedError(CANCELLED_LOCALLY))
             return
-        # grpc.aio offers the status only as a coroutine; a done-callback must stay
-        # synchronous, so it reads the cython call's status (tests/test_client_streams.py
-        # fails loudly if a grpc release renames it). Without it, the next write or read
-        # meets the status instead.
-        status = getattr(getattr(call, "_cython_call", None), "_status", None)
-        code = getattr(status, "code", None)
-        if status is None or code is None:
+        # Without this, the next write or read would meet the status instead.
+        status = _core_status(call)
+        if status is None:
             return
-        grpc_code = _STATUS_FROM_CORE.get(code())
-        if grpc_code is None or grpc_code is grpc.StatusCode.OK:
+        grpc_code, details, trailing_metadata = status
+        if grpc_code is grpc.StatusCode.OK:
             if queue.closed and queue.error is None and not queue.statistics().queued:
                 return  # everything was written and the half-close is on its way: a success
             queue.fail(StreamClosedError(SEND_ON_CLOSED))
             return
-        error = self._translate(grpc_code, status.details(), status.trailing_metadata())
+        error = self._translate(grpc_code, details, trailing_metadata)
         if error.details == HIDDEN_BROKEN_STREAM:
-            return  # a write failed: the writer recovers the real status (_unmasked)
+            return  # a write failed: the real status follows (see _unhide)
         if self._retrier is not None and self._retrier.is_retryable(error):
             return  # the writer or reader that meets it next decides whether to retry
         queue.fail(error)
@@ -453,8 +513,8 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
                 response = await call
             except grpc.aio.AioRpcError as exc:
                 self._raise_producer_error()
-                error = self._from_aio(exc)
-                if await self._reopen(generation, error):
+                error = await self._unhide(self._from_aio(exc))
+                if isinstance(error, RpcError) and await self._reopen(generation, error):
                     continue
                 raise error from exc
             except asyncio.CancelledError:
@@ -465,21 +525,6 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
             if response is None:
                 raise self._unparseable()  # grpc.aio logged the deserializer's error
             return response
-
-    async def _unmasked(self, error: RpcError) -> RpcError:
-        # A write that meets the end of the call makes grpc.aio replace the status with
-        # INTERNAL; the response side of a client stream still holds the real one.
-        if error.details != HIDDEN_BROKEN_STREAM:
-            return error
-        call: grpc.aio.StreamUnaryCall[ReqT, RespT] = self._require_call()  # type: ignore[assignment]
-        try:
-            await call
-        except grpc.aio.AioRpcError as exc:
-            if exc.details() != _CORE_INTERNAL:
-                return rpc_error(exc.code(), exc.details(), exc.trailing_metadata())
-        except Exception:  # the response did not come: keep the honest Unknown
-            return error
-        return error
 
     def response(self) -> RespT:
         """The response, once ``close_and_receive()`` (or leaving the block) received it.
@@ -571,10 +616,13 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
                 try:
                     message = await _read(self, self._require_call())
                     break
-                except RpcError as error:
-                    if not await self._reopen(generation, error):
+                except RpcError as hidden:
+                    error = await self._unhide(hidden)
+                    if not isinstance(error, RpcError) or not await self._reopen(
+                        generation, error
+                    ):
                         self._fail_sending(error)
-                        raise
+                        raise error from hidden.__cause__
         finally:
             self._reading = False
         if message is grpc.aio.EOF:
@@ -628,4 +676,19 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
     async def _raise_status_error(self) -> None:
         error = await self._status_error()
         if error is not None:
-            raise error
+            raise await self._unhide(error)
+
+
+def _core_status(call: Any) -> tuple[grpc.StatusCode, str, object] | None:
+    """The status the cython call holds now, or None while it has none.
+
+    grpc.aio offers the status only as a coroutine, and done-callbacks must stay
+    synchronous, so this reads the cython call's ``_status`` (tests/test_client_streams.py
+    fails loudly if a grpc release renames it).
+    """
+    status = getattr(getattr(call, "_cython_call", None), "_status", None)
+    code = getattr(status, "code", None)
+    if status is None or code is None:
+        return None
+    grpc_code = _STATUS_FROM_CORE.get(code(), grpc.StatusCode.UNKNOWN)
+    return grpc_code, status.details() or "", status.trailing_metadata()
