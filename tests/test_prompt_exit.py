@@ -115,8 +115,10 @@ async def test_a_storm_of_cancelling_clients_leaves_nothing_behind() -> None:
         done, pending = await asyncio.wait(tasks, timeout=120)
         assert not pending, f"{len(pending)} of {STORM} cancelled clients hang"
         for task in done:
-            assert task.cancelled() or task.exception() is None or isinstance(
-                task.exception(), grpcstream.GrpcStreamError
+            assert (
+                task.cancelled()
+                or task.exception() is None
+                or isinstance(task.exception(), grpcstream.GrpcStreamError)
             )
         assert client.open_streams == 0
         assert started > 0

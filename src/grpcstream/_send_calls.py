@@ -618,9 +618,7 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
                     break
                 except RpcError as hidden:
                     error = await self._unhide(hidden)
-                    if not isinstance(error, RpcError) or not await self._reopen(
-                        generation, error
-                    ):
+                    if not isinstance(error, RpcError) or not await self._reopen(generation, error):
                         self._fail_sending(error)
                         raise error from hidden.__cause__
         finally:

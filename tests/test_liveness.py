@@ -1,0 +1,98 @@
+"""Liveness: keepalive notices a stalled connection, and the default is safe against any server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import grpc
+import grpc.aio
+import pytest
+
+import grpcstream
+from grpcstream_demo import dummy_pb2_grpc
+from grpcstream_demo.dummy_pb2 import Reply, Req
+
+from .conftest import WAIT, ServerProcess, raw_server
+from .tcp_proxy import tcp_proxy
+
+KEEPALIVE = grpcstream.KeepAlive(time=1.0, timeout=1.0)
+# The issue's bound: a stall is noticed within about 1.5 x (time + timeout).
+DETECTION_BOUND = 1.5 * (KEEPALIVE.time + KEEPALIVE.timeout)
+
+
+def _resume(request: Req, last: Reply) -> Req:
+    return Req(value=request.value, seq=last.seq)
+
+
+async def test_a_stalled_connection_is_detected_by_keepalive_then_resumed() -> None:
+    server = ServerProcess()
+    await server.start()
+    retries: list[tuple[float, grpcstream.RetryEvent]] = []
+    detected = asyncio.Event()
+
+    def on_retry(event: grpcstream.RetryEvent) -> None:
+        retries.append((asyncio.get_running_loop().time(), event))
+        detected.set()
+
+    policy = grpcstream.RetryPolicy(on_retry=on_retry)
+    try:
+        async with (
+            tcp_proxy(server.port) as proxy,
+            grpcstream.connect(f"127.0.0.1:{proxy.port}", keepalive=KEEPALIVE) as channel,
+        ):
+            client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub)
+            seqs: list[int] = []
+            async with client.server_stream(
+                client.stub.ServerStream, Req(value="20:5"), retry=policy, resume=_resume
+            ) as entries:
+                async for entry in entries:
+                    seqs.append(entry.seq)
+                    if entry.seq == 5:
+                        await server.wait_line("PAUSED 5")
+                        loop = asyncio.get_running_loop()
+                        proxy.stall()  # nothing is closed: only a ping can tell
+                        stalled_at = loop.time()
+
+                        async def unstall() -> None:
+                            await asyncio.wait_for(detected.wait(), WAIT)
+                            proxy.resume()
+
+                        unstaller = asyncio.create_task(unstall())
+            await unstaller
+            detected_at, detection = retries[0]
+            assert detection.code is grpc.StatusCode.UNAVAILABLE
+            assert "ping timeout" in (detection.error.details or "")
+            assert detected_at - stalled_at < DETECTION_BOUND
+            assert seqs == list(range(1, 21))  # resumed: no loss, no duplicate
+    finally:
+        await server.kill()
+
+
+QUIET = 360.0  # 6 minutes: beyond grpc's 5-minute ping allowance on a quiet connection
+
+
+@pytest.mark.slow
+@pytest.mark.soak
+@pytest.mark.timeout(QUIET + 120)
+async def test_a_quiet_stream_survives_six_minutes_against_grpc_default_enforcement() -> None:
+    """A raw grpc.aio server with grpc's default keepalive enforcement, default client.
+
+    With the old default (pings every 30 s) the server answered the third ping with
+    GOAWAY ``too_many_pings`` after about 2 minutes and the pending "bye" was lost.
+    """
+
+    async def quiet(request: Req, context: grpc.aio.ServicerContext[Req, Reply]) -> None:
+        await context.write(Reply(value="hello"))
+        await asyncio.sleep(QUIET)  # the quiet span is what is under test
+        await context.write(Reply(value="bye"))
+
+    async with (
+        raw_server(server_stream=quiet) as target,  # grpc's default server options
+        grpcstream.connect(target) as channel,  # grpcstream's default client options
+    ):
+        client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub)
+        async with client.server_stream(client.stub.ServerStream, Req()) as replies:
+            assert (await anext(replies)).value == "hello"
+            bye = await asyncio.wait_for(anext(replies), QUIET + WAIT)
+            assert bye.value == "bye"
+            assert [reply async for reply in replies] == []
