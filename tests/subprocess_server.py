@@ -89,7 +89,7 @@ async def main() -> None:
     parser.add_argument("--calm", action="store_true")
     args = parser.parse_args()
     port_arg = args.port
-    global CALM  # noqa: PLW0603 - a process-wide switch for this test server
+    global CALM
     CALM = args.calm
     server = grpc.aio.server()
     dummy_pb2_grpc.add_DummyServiceServicer_to_server(Servicer(), server)

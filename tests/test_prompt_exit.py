@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 
 import grpcstream
-from grpcstream_demo.dummy_pb2 import Req
+from grpcstream_demo.dummy_pb2 import Reply, Req
 
 from .conftest import WAIT, dummy_client, grpcstream_tasks, serving, wait_until
 from .dummy_servicer import DummyStreamService
@@ -19,7 +19,7 @@ BIG = b"b" * 64 * 1024
 PROMPT = 1.0  # the bound for leaving a block, in seconds
 
 
-async def _produce_for_ever(chat: grpcstream.BidiStream[Req, object]) -> None:
+async def _produce_for_ever(chat: grpcstream.BidiStream[Req, Reply]) -> None:
     seq = 0
     while True:
         await chat.send(Req(seq=seq, payload=BIG))
@@ -32,7 +32,7 @@ async def test_bidi_break_with_a_blocked_producer_exits_within_a_second(
 ) -> None:
     async with serving(DummyStreamService()) as (_, target), dummy_client(target) as client:
         async with client.bidi_stream(client.stub.Bidi, timeout=timeout) as chat:
-            chat.spawn(_produce_for_ever(chat))  # type: ignore[arg-type]
+            chat.spawn(_produce_for_ever(chat))
             async for _ in chat:
                 # Nobody reads the echoes from now on: the server blocks, then the producer.
                 await asyncio.wait_for(_blocked(chat), WAIT)
@@ -45,7 +45,7 @@ async def test_bidi_break_with_a_blocked_producer_exits_within_a_second(
     assert grpcstream_tasks() == set()
 
 
-async def _blocked(chat: grpcstream.BidiStream[Req, object]) -> None:
+async def _blocked(chat: grpcstream.BidiStream[Req, Reply]) -> None:
     while chat.statistics().waiting_senders == 0:  # noqa: ASYNC110 - a status, no event exists
         await asyncio.sleep(0.01)
 
@@ -92,7 +92,7 @@ async def test_a_storm_of_cancelling_clients_leaves_nothing_behind() -> None:
             nonlocal started
             async with client.bidi_stream(client.stub.Bidi, max_queued=1) as bidi:
                 started += 1
-                bidi.spawn(_produce_for_ever(bidi))  # type: ignore[arg-type]
+                bidi.spawn(_produce_for_ever(bidi))
                 async for _ in bidi:
                     pass
 

@@ -252,7 +252,7 @@ class _EqualJitter(tenacity.wait_exponential):
 
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         cap = super().__call__(retry_state)
-        return cap / 2 + random.uniform(0, cap / 2)  # noqa: S311 - jitter, not crypto
+        return cap / 2 + random.uniform(0, cap / 2)
 
 
 def _pushback_seconds(error: RpcError) -> float | None:

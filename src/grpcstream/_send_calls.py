@@ -34,7 +34,6 @@ from ._exceptions import (
     StreamClosedError,
     UsageError,
     retry_not_possible,
-    rpc_error,
 )
 from ._retry import Retrier
 from ._send_queue import SendQueue, SendQueueStatistics
