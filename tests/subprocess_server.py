@@ -2,8 +2,9 @@
 
 ``python -m tests.subprocess_server [--port N]`` prints ``PORT <n>`` once serving. Its
 ``ServerStream`` sends entries ``after_seq+1 .. total`` where the request's ``value`` is
-``"<total>:<pause_at>"``: after entry ``pause_at`` it prints ``PAUSED <seq>`` and stops
-sending (but keeps the stream open) until the test kills the process. A ``ClientStream``
+``"<total>:<pause_at>[:<interval_ms>]"``: after entry ``pause_at`` (0: never) it prints
+``PAUSED <seq>`` and stops sending (but keeps the stream open) until the test kills the
+process; ``interval_ms`` paces the entries. A ``ClientStream``
 call with metadata ``mode: stall`` prints ``STALLED`` and never reads; with ``mode:
 reading`` it prints ``READING`` after the first request and reads on; with ``mode: hold``
 it reads everything, prints ``HOLDING`` and never replies. ``--calm`` ignores every mode
@@ -32,10 +33,14 @@ class Servicer(dummy_pb2_grpc.DummyServiceServicer):
     async def ServerStream(  # type: ignore[override]
         self, request: dummy_pb2.Req, context: grpc.aio.ServicerContext[object, object]
     ) -> None:
-        total_text, _, pause_text = request.value.partition(":")
+        total_text, _, rest = request.value.partition(":")
+        pause_text, _, interval_text = rest.partition(":")
         total = int(total_text or "0")
         pause_at = int(pause_text or "0")
+        interval = int(interval_text or "0") / 1000
         for seq in range(request.seq + 1, total + 1):
+            if interval:
+                await asyncio.sleep(interval)  # a paced source, like a log tail
             await context.write(dummy_pb2.Reply(seq=seq))
             if seq == pause_at:
                 print(f"PAUSED {seq}", flush=True)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import grpcstream
-from grpcstream_demo.dummy_pb2 import Req
+from grpcstream_demo.dummy_pb2 import Reply, Req
 
 from .conftest import (
     WAIT,
@@ -177,3 +177,69 @@ async def _server() -> AsyncIterator[ServerProcess]:
         yield server
     finally:
         await server.kill()
+
+
+STREAMS = 20
+UPLOADS = 5
+ENTRIES = 1500  # per server stream, one every 10 ms: they outlive every restart below
+UPLOAD_MESSAGES = 1500  # per upload, one every 10 ms
+
+
+def _resume_after(request: Req, last: Reply) -> Req:
+    return Req(value=request.value, seq=last.seq)  # the README's resume hook
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(180)
+async def test_readme_example_survives_sigkill_restarts_and_a_5_s_restart() -> None:
+    """20 server streams and 5 uploads, default RetryPolicy and connect(), on one channel.
+
+    The server is SIGKILLed and back on the same port 5 times (dead for 0.3 s, plus its
+    start-up), then once for 5 s. Every stream gets every entry exactly once, in order;
+    every upload is counted complete by the server that finally answers.
+    """
+    async with _server() as server, dummy_client(f"127.0.0.1:{server.port}") as client:
+        policy = grpcstream.RetryPolicy()
+        received: list[list[int]] = [[] for _ in range(STREAMS)]
+        uploaded: list[int] = []
+
+        async def follow(index: int) -> None:
+            async with client.server_stream(
+                client.stub.ServerStream,
+                Req(value=f"{ENTRIES}:0:10"),
+                retry=policy,
+                resume=_resume_after,
+            ) as entries:
+                async for entry in entries:
+                    received[index].append(entry.seq)
+
+        async def upload() -> None:
+            async with client.client_stream(client.stub.ClientStream, retry=policy) as up:
+                for seq in range(UPLOAD_MESSAGES):
+                    await up.send(Req(seq=seq))
+                    await asyncio.sleep(0.01)  # paced, so it spans the restarts
+                uploaded.append((await up.close_and_receive()).seq)
+
+        tasks = [asyncio.create_task(follow(i)) for i in range(STREAMS)]
+        tasks += [asyncio.create_task(upload()) for _ in range(UPLOADS)]
+
+        async def progress() -> None:
+            # Each outage starts once every stream has made progress since the last one.
+            marks = [len(seqs) for seqs in received]
+            await wait_until(
+                lambda: all(len(s) > m + 5 for s, m in zip(received, marks, strict=True)),
+                timeout=WAIT * 3,
+            )
+
+        for outage in (RESTART_AFTER,) * 5 + (5.0,):
+            await progress()
+            await server.kill()
+            await asyncio.sleep(outage)  # the outage itself
+            await server.start()
+        done, pending = await asyncio.wait(tasks, timeout=120)
+        assert not pending
+        for task in done:
+            task.result()  # re-raise any failure
+        assert all(seqs == list(range(1, ENTRIES + 1)) for seqs in received)
+        assert uploaded == [UPLOAD_MESSAGES] * UPLOADS
+    assert grpcstream_tasks() == set()
