@@ -81,8 +81,12 @@ class CallContext:
 
     @property
     def closing(self) -> asyncio.Event:
-        """Set when the server starts draining: finish up and return (the RPC then ends OK).
+        """Set when the server starts draining: stop soon and return.
 
+        A unary or client-streaming handler's response ends its call OK. A server-streaming
+        or bidi handler that returns during a drain ends its call with ``UNAVAILABLE``
+        ("server draining"), so a client with ``resume=`` continues on another server with
+        no loss and no duplicate, unless it called ``ServerStream.complete()`` first.
         Streams still open when the server's grace period ends are cancelled.
         """
         return self._closing
@@ -131,7 +135,9 @@ class ServerStream(CallContext, Generic[RespT]):
 
     ``send()`` queues into a bounded send queue drained by one writer task (raw
     ``context.write()`` from two tasks at once fails the RPC with INTERNAL). When the
-    handler returns, everything queued is written before the status is sent.
+    handler returns, everything queued is written before the status is sent: OK, or
+    UNAVAILABLE "server draining" if the server is draining (``closing`` is set) and the
+    handler did not declare its work finished with :meth:`complete`.
 
     Args:
         context: the grpc.aio servicer context of this call.
@@ -140,7 +146,7 @@ class ServerStream(CallContext, Generic[RespT]):
         principal: the authenticated caller, if any.
     """
 
-    __slots__ = ("_handler_task", "_producer_error", "_producers", "_queue")
+    __slots__ = ("_complete", "_handler_task", "_producer_error", "_producers", "_queue")
 
     def __init__(
         self,
@@ -169,6 +175,23 @@ class ServerStream(CallContext, Generic[RespT]):
         self._producers: set[asyncio.Task[None]] = set()
         self._producer_error: BaseException | None = None
         self._handler_task: asyncio.Task[None] | None = None
+        self._complete = False
+
+    def complete(self) -> None:
+        """Declare that this stream's work is finished: the call ends OK even in a drain.
+
+        Without it, a handler that returns while the server drains (``closing`` is set)
+        ends its call with ``UNAVAILABLE`` "server draining", which a client with a
+        ``RetryPolicy`` and ``resume=`` treats as "continue elsewhere". Call it when the
+        stream reached its natural end (the last entry of a bounded query), not when it
+        stopped because of ``closing``. Outside a drain it changes nothing. Idempotent.
+        """
+        self._complete = True
+
+    @property
+    def completed(self) -> bool:
+        """True once :meth:`complete` was called."""
+        return self._complete
 
     async def send(self, message: RespT) -> None:
         """Queue ``message``, waiting while the send queue is full (backpressure).

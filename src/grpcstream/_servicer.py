@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar, cast
 import grpc
 import grpc.aio
 
-from ._exceptions import BrokenStreamError, Cancelled, RpcError
+from ._exceptions import BrokenStreamError, Cancelled, RpcError, Unavailable
 from ._security import current_principal
 from ._send_queue import DEFAULT_MAX_QUEUED
 from ._server_stream import CLIENT_GONE, CallContext, RequestStream, ServerStream
@@ -39,6 +39,7 @@ ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 
 INTERNAL_ERROR_DETAILS = "internal server error"
+SERVER_DRAINING = "server draining: continue on another server (the stream was not complete)"
 """The only details a client sees when a handler raises something other than RpcError."""
 
 CLIENT_GONE_GRACE = 0.5
@@ -235,11 +236,16 @@ async def _outcome(task: asyncio.Task[None], stream: ServerStream[Any]) -> BaseE
     if error is None:
         try:
             await stream._finish()
-            return None
         except BrokenStreamError:
             error = BrokenStreamError(CLIENT_GONE)
         except Exception as exc:  # a producer's failure
             error = exc
+        else:
+            if stream.closing.is_set() and not stream.completed:
+                # It returned because of the drain (or may have): tell the client to
+                # continue elsewhere. What it sent was flushed ahead of this status.
+                return Unavailable(SERVER_DRAINING, code=grpc.StatusCode.UNAVAILABLE)
+            return None
     # What the handler sent before failing still reaches the client, ahead of the status.
     await stream._abandon(flush=not isinstance(error, BrokenStreamError))
     if isinstance(error, BrokenStreamError):
