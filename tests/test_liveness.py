@@ -12,7 +12,8 @@ import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
 
-from .conftest import WAIT, ServerProcess, raw_server
+from .conftest import WAIT, ServerProcess, dummy_client, grpcstream_tasks, raw_server, serving
+from .dummy_servicer import DummyStreamService
 from .tcp_proxy import tcp_proxy
 
 KEEPALIVE = grpcstream.KeepAlive(time=1.0, timeout=1.0)
@@ -96,3 +97,74 @@ async def test_a_quiet_stream_survives_six_minutes_against_grpc_default_enforcem
             bye = await asyncio.wait_for(anext(replies), QUIET + WAIT)
             assert bye.value == "bye"
             assert [reply async for reply in replies] == []
+
+
+IDLE = 0.5  # idle_timeout in the tests below
+
+
+async def test_idle_timeout_ends_a_quiet_server_stream_and_resume_continues_it() -> None:
+    """The server goes quiet after entry 5; idle_timeout notices, resume picks up at 6."""
+    server = ServerProcess()
+    target = await server.start()
+    retries: list[grpcstream.RetryEvent] = []
+    try:
+        async with grpcstream.connect(target) as channel:
+            client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub)
+            async with client.server_stream(
+                client.stub.ServerStream,
+                Req(value="20:5"),  # pauses after 5 (the resumed call starts after it)
+                retry=grpcstream.RetryPolicy(on_retry=retries.append),
+                resume=_resume,
+                idle_timeout=IDLE,
+            ) as entries:
+                seqs = [entry.seq async for entry in entries]
+        assert seqs == list(range(1, 21))
+        assert len(retries) == 1
+        assert isinstance(retries[0].error, grpcstream.IdleTimeout)
+        assert retries[0].code is grpc.StatusCode.UNAVAILABLE
+    finally:
+        await server.kill()
+
+
+async def test_idle_timeout_on_a_bidi_stream_is_retried_through_resume() -> None:
+    async with serving(DummyStreamService()) as (_, target), dummy_client(target) as client:
+        retries: list[grpcstream.RetryEvent] = []
+        async with client.bidi_stream(
+            client.stub.Bidi,
+            retry=grpcstream.RetryPolicy(on_retry=retries.append),
+            resume=lambda last: [Req(seq=last.seq + 1)],  # the conversation's next step
+            idle_timeout=IDLE,
+        ) as chat:
+            await chat.send(Req(seq=1))
+            assert (await chat.receive()).seq == 1
+            # Nothing more is sent: the next read idles out, resume() re-opens with seq 2.
+            assert (await chat.receive()).seq == 2
+            await chat.send(Req(seq=3))  # the send side survived the idle re-open
+            assert (await chat.receive()).seq == 3
+            await chat.close_send()
+        assert [type(event.error) for event in retries] == [grpcstream.IdleTimeout]
+        assert client.open_streams == 0
+    assert grpcstream_tasks() == set()
+
+
+async def test_idle_timeout_without_retry_raises_the_typed_error() -> None:
+    async with serving(DummyStreamService()) as (_, target), dummy_client(target) as client:
+        async with client.bidi_stream(client.stub.Bidi, idle_timeout=IDLE) as chat:
+            await chat.send(Req(seq=1))
+            assert (await chat.receive()).seq == 1
+            with pytest.raises(grpcstream.IdleTimeout, match="idle_timeout"):
+                await chat.receive()
+        assert chat.done()
+    assert grpcstream_tasks() == set()
+
+
+async def test_server_idle_timeout_ends_a_silent_upload_with_unavailable() -> None:
+    service = DummyStreamService()
+    service.idle_timeout = IDLE
+    async with serving(service) as (_, target), dummy_client(target) as client:
+        with pytest.raises(grpcstream.Unavailable, match="idle_timeout"):
+            async with client.client_stream(client.stub.ClientStream, retry=None) as upload:
+                await upload.send(Req(seq=1))  # then silence, without a half-close
+                code = await asyncio.wait_for(upload.code(), WAIT)
+                assert code is grpc.StatusCode.UNAVAILABLE
+    assert grpcstream_tasks() == set()

@@ -19,9 +19,11 @@ import grpc
 import grpc.aio
 
 from ._exceptions import (
+    IDLE_TIMEOUT,
     BusyStreamError,
     Cancelled,
     DeadlineExceeded,
+    IdleTimeout,
     Internal,
     Metadata,
     RpcError,
@@ -90,6 +92,8 @@ class CallHandle:
         "__weakref__",
         "_call",
         "_cancelled_by",
+        "_idle_error",
+        "_idle_timeout",
         "_method_name",
         "_on_exit",
         "_phase",
@@ -109,6 +113,9 @@ class CallHandle:
         self._producers: set[asyncio.Task[None]] = set()
         self._producer_error: BaseException | None = None
         self._tls = False  # set by StreamClient for calls on a channel from connect(tls=)
+        self._idle_timeout: float | None = None  # set by StreamClient (idle_timeout=)
+        # The attempt's call that idle_timeout ended, and the error it ended with.
+        self._idle_error: tuple[_AnyCall, RpcError] | None = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._method_name} {self._phase.value}>"
@@ -592,7 +599,10 @@ class ResponseStream(CallHandle, Generic[RespT]):
 async def _read(handle: CallHandle, call: Any) -> object:
     """One ``call.read()``, with grpc's errors and local cancellation made typed."""
     try:
-        message = await call.read()
+        if handle._idle_timeout is None:
+            message = await call.read()
+        else:
+            message = await _read_within(handle, call, handle._idle_timeout)
     except grpc.aio.AioRpcError as exc:
         handle._raise_producer_error()
         raise handle._from_aio(exc) from exc
@@ -606,6 +616,35 @@ async def _read(handle: CallHandle, call: Any) -> object:
         # stream open; a protobuf deserializer never returns None otherwise.
         raise handle._unparseable()
     return message
+
+
+async def _read_within(handle: CallHandle, call: Any, idle: float) -> object:
+    """``call.read()``, ending the call with ``IdleTimeout`` if nothing comes for ``idle`` s.
+
+    A plain timer, not ``asyncio.timeout()``: the handle must know the call ended because
+    of idleness *before* grpc.aio cancels it (its done-callbacks run during the cancel),
+    so that writers and callbacks see a retryable ``IdleTimeout``, not a ``Cancelled``.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+
+    def expire() -> None:
+        handle._idle_error = (
+            call,
+            IdleTimeout(IDLE_TIMEOUT.format(idle), code=grpc.StatusCode.UNAVAILABLE),
+        )
+        task.cancel()  # grpc.aio's read() cancels the RPC when it is interrupted
+
+    timer = asyncio.get_running_loop().call_later(idle, expire)
+    try:
+        return await call.read()
+    except asyncio.CancelledError:
+        expired = handle._idle_error
+        if expired is not None and expired[0] is call and task.uncancel() == 0:
+            raise expired[1] from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def _pairs(metadata: object) -> Metadata:

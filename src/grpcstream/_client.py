@@ -267,6 +267,7 @@ class StreamClient(Generic[StubT]):
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
         resume: Callable[[ReqT, RespT], ReqT] | None = None,
+        idle_timeout: float | None = None,
     ) -> ResponseStream[RespT]:
         """Start a server-streaming call; use the result as ``async with ... as entries``.
 
@@ -279,15 +280,21 @@ class StreamClient(Generic[StubT]):
                 the stream after ``last_response`` (for example with ``after_seq``); with
                 it, failures after partial delivery are retried with no loss and no
                 duplicates.
+            idle_timeout: seconds a read may wait for the next response. When none comes
+                in time the call is cancelled and iteration raises ``IdleTimeout`` (an
+                ``Unavailable``), which the retry policy retries and ``resume`` continues.
+                For quiet streams, pair it with server heartbeats sent more often than
+                that. ``None`` (the default): wait for ever.
 
         Raises:
             StreamClosedError: the client was closed.
-            ValueError: a ``timeout`` that is not a positive number (or None), or a
-                metadata key that is not lowercase ``[0-9a-z_.-]``.
+            ValueError: a ``timeout`` or ``idle_timeout`` that is not a positive number
+                (or None), or a metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
         """
         self._check_open()
         timeout_s = self._timeout_for(timeout)
+        idle = _check_idle_timeout(idle_timeout)
         call_metadata = self._metadata_for(metadata)
 
         policy = self._retry_for(retry)
@@ -309,6 +316,7 @@ class StreamClient(Generic[StubT]):
             resumable=resume is not None,
             timeout=timeout_s,
         )
+        stream._idle_timeout = idle
         return self._track(stream)
 
     def client_stream(
@@ -356,6 +364,7 @@ class StreamClient(Generic[StubT]):
         max_queued: int | UseClientDefault = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
         resume: Callable[[RespT], Iterable[ReqT]] | None = None,
+        idle_timeout: float | None = None,
     ) -> BidiStream[ReqT, RespT]:
         """Start a bidirectional call; use the result as ``async with ... as follow``.
 
@@ -366,6 +375,9 @@ class StreamClient(Generic[StubT]):
             resume: ``resume(last_response)`` returns the messages that re-open the
                 conversation on a new attempt; with it, failures after responses arrived
                 are retried too.
+            idle_timeout: seconds a read may wait for the next response before the call
+                is cancelled and iteration raises ``IdleTimeout`` (an ``Unavailable``:
+                retried, and continued by ``resume``). ``None`` (the default): no limit.
 
         Raises:
             StreamClosedError: the client was closed.
@@ -374,6 +386,7 @@ class StreamClient(Generic[StubT]):
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
             ValueError: ``max_queued`` below 1.
         """
+        idle = _check_idle_timeout(idle_timeout)
         setup = self._sender_setup(method, timeout, metadata, max_queued, retry)
         stream: BidiStream[ReqT, RespT] = BidiStream(
             setup.name,
@@ -385,6 +398,7 @@ class StreamClient(Generic[StubT]):
             timeout=setup.timeout,
             resume=resume,
         )
+        stream._idle_timeout = idle
         return self._track(stream)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -576,3 +590,15 @@ def _method_name(method: object) -> str:
     if isinstance(name, bytes):
         return name.decode(errors="replace")
     return str(name) if name is not None else repr(method)
+
+
+def _check_idle_timeout(idle_timeout: float | None) -> float | None:
+    if idle_timeout is None:
+        return None
+    if (
+        isinstance(idle_timeout, bool)
+        or not isinstance(idle_timeout, int | float)
+        or not idle_timeout > 0
+    ):
+        raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}")
+    return float(idle_timeout)

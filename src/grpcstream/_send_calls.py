@@ -221,6 +221,9 @@ class _Sender(CallHandle, Generic[ReqT]):
 
     def _core_status_error(self, call: Any) -> BaseException | None:
         """The call's real status as an error; None while only the hidden one is known."""
+        expired = self._idle_error
+        if expired is not None and expired[0] is call:
+            return expired[1]  # the CANCELLED status is ours: the stream was idle
         seen = self._seen_status
         if seen is not None and seen[0] is call:
             return seen[1]
@@ -319,6 +322,9 @@ class _Sender(CallHandle, Generic[ReqT]):
     async def _ended_error(self) -> BaseException:
         if self._cancelled_by is not None:
             return StreamClosedError(CANCELLED_LOCALLY)
+        expired = self._idle_error
+        if expired is not None and expired[0] is self._call:
+            return expired[1]
         error = await self._status_error()
         return await self._unhide(error) if error is not None else StreamClosedError(SEND_ON_CLOSED)
 
@@ -338,6 +344,9 @@ class _Sender(CallHandle, Generic[ReqT]):
         queue = self._queue
         if queue is None or call is not self._call:
             return
+        expired = self._idle_error
+        if expired is not None and expired[0] is call:
+            return  # the reader ended it for idleness and decides about the retry
         if self._cancelled_by is not None:
             queue.fail(StreamClosedError(CANCELLED_LOCALLY))
             return

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import grpc
 import grpc.aio
 
-from ._exceptions import BrokenStreamError, InvalidArgument, Metadata, UsageError
+from ._exceptions import (
+    IDLE_TIMEOUT,
+    BrokenStreamError,
+    IdleTimeout,
+    InvalidArgument,
+    Metadata,
+    UsageError,
+)
 from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
 
 if TYPE_CHECKING:
@@ -289,14 +296,35 @@ class RequestStream(Generic[ReqT]):
     half-closes. Only one task may iterate at a time. A message that does not parse
     raises ``InvalidArgument`` (never a half-parsed message); unless the handler catches
     it, the RPC ends with INVALID_ARGUMENT.
+
+    With an ``idle_timeout`` (the servicer's ``idle_timeout`` attribute, or set on the
+    stream), waiting longer than that for the next message raises ``IdleTimeout``; unless
+    the handler catches it, the call ends with UNAVAILABLE, which a client's
+    ``RetryPolicy`` retries and ``resume=`` continues.
     """
 
-    __slots__ = ("_context", "_done", "_received")
+    __slots__ = ("_context", "_done", "_idle_timeout", "_received")
 
-    def __init__(self, context: grpc.aio.ServicerContext[ReqT, Any]) -> None:
+    def __init__(
+        self, context: grpc.aio.ServicerContext[ReqT, Any], *, idle_timeout: float | None = None
+    ) -> None:
         self._context = context
         self._done = False
         self._received = 0
+        self._idle_timeout = idle_timeout
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds to wait for the next message before ``IdleTimeout``; None: no limit."""
+        return self._idle_timeout
+
+    @idle_timeout.setter
+    def idle_timeout(self, seconds: float | None) -> None:
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0
+        ):
+            raise ValueError(f"idle_timeout must be a positive number of seconds, got {seconds!r}")
+        self._idle_timeout = seconds
 
     def __aiter__(self) -> Self:
         return self
@@ -305,9 +333,17 @@ class RequestStream(Generic[ReqT]):
         if self._done:
             raise StopAsyncIteration
         try:
-            message: object = await self._context.read()
+            if self._idle_timeout is None:
+                message: object = await self._context.read()
+            else:
+                async with asyncio.timeout(self._idle_timeout):
+                    message = await self._context.read()
         except _DECODE_ERRORS:
             raise InvalidArgument(UNPARSEABLE_REQUEST) from None
+        except TimeoutError:
+            raise IdleTimeout(
+                IDLE_TIMEOUT.format(self._idle_timeout), code=grpc.StatusCode.UNAVAILABLE
+            ) from None
         if message is grpc.aio.EOF:
             self._done = True
             raise StopAsyncIteration

@@ -39,8 +39,11 @@ ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 
 INTERNAL_ERROR_DETAILS = "internal server error"
-SERVER_DRAINING = "server draining: continue on another server (the stream was not complete)"
 """The only details a client sees when a handler raises something other than RpcError."""
+
+SERVER_DRAINING = "server draining: continue on another server (the stream was not complete)"
+"""The details of the UNAVAILABLE a streaming handler's call ends with when it returns in a
+drain without ``ServerStream.complete()``."""
 
 CLIENT_GONE_GRACE = 0.5
 """Seconds a streaming handler gets to return after the client went away, before it is
@@ -59,9 +62,13 @@ class StreamServicer:
 
     Attributes:
         max_queued: the send-queue bound of this servicer's ``ServerStream``s.
+        idle_timeout: seconds a client-streaming or bidi handler's ``RequestStream``
+            waits for the next message before raising ``IdleTimeout`` (None: no limit;
+            a handler can change it per stream with ``requests.idle_timeout``).
     """
 
     max_queued: int = DEFAULT_MAX_QUEUED
+    idle_timeout: float | None = None
     _grpcstream_closing: asyncio.Event | None = None
     _grpcstream_active: set[asyncio.Task[Any]] | None = None
 
@@ -77,6 +84,13 @@ def _closing_of(servicer: object) -> asyncio.Event | None:
 def _max_queued_of(servicer: object) -> int:
     value = getattr(servicer, "max_queued", DEFAULT_MAX_QUEUED)
     return value if isinstance(value, int) and value >= 1 else DEFAULT_MAX_QUEUED
+
+
+def _idle_timeout_of(servicer: object) -> float | None:
+    value = getattr(servicer, "idle_timeout", None)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
 
 
 def _active_of(servicer: object) -> set[asyncio.Task[Any]] | None:
@@ -132,7 +146,9 @@ def client_streaming(
     ) -> RespT:
         call = CallContext(context, _closing_of(self), current_principal())
         try:
-            return await handler(self, RequestStream(context), call)
+            return await handler(
+                self, RequestStream(context, idle_timeout=_idle_timeout_of(self)), call
+            )
         except Exception as exc:
             await _end_with(context, exc, method)
 
@@ -188,7 +204,7 @@ def bidi_streaming(
             max_queued=_max_queued_of(self),
             principal=current_principal(),
         )
-        body = handler(self, RequestStream(context), stream)
+        body = handler(self, RequestStream(context, idle_timeout=_idle_timeout_of(self)), stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
 
     return cast(
