@@ -62,6 +62,7 @@ async def _upload_through_a_kill(server: ServerProcess, client: DummyClient) -> 
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(300)
 async def test_upload_killed_mid_write_completes_20_of_20() -> None:
     outcomes: list[str] = []
     server = ServerProcess()
@@ -139,6 +140,7 @@ async def test_upload_killed_while_awaiting_the_response_is_replayed() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(240)
 async def test_bidi_killed_mid_write_is_replayed_10_of_10() -> None:
     async with _server() as server, dummy_client(f"127.0.0.1:{server.port}") as client:
         for _ in range(10):

@@ -50,6 +50,7 @@ _STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in
 # How long a failed write waits for the real status to replace grpc.aio's INTERNAL; it
 # follows within milliseconds when the connection died.
 _UNHIDE_SECONDS = 2.0
+_UNHIDE_POLL = 0.02
 
 OpenCall = Callable[[float | None], Awaitable[Any]]
 
@@ -59,6 +60,7 @@ class _Sender(CallHandle, Generic[ReqT]):
 
     __slots__ = (
         "_generation",
+        "_progress_generation",
         "_half_closed",
         "_max_queued",
         "_open_call",
@@ -94,6 +96,7 @@ class _Sender(CallHandle, Generic[ReqT]):
         self._replay_bytes = 0
         self._replay_limit = replay_limit
         self._generation = 0
+        self._progress_generation = 0  # the last attempt that took a new message
         self._half_closed = False
         self._reopen_lock: asyncio.Lock | None = None
         self._status_waiters: list[asyncio.Future[None]] = []
@@ -157,8 +160,18 @@ class _Sender(CallHandle, Generic[ReqT]):
                 error = await self._try(self._current().write(message))
             if error is None:
                 self._remember(message)
+                if generation > self._progress_generation and self._replay is not None:
+                    # A re-opened attempt took its replay and a new message: a later
+                    # outage gets the policy's full patience again (the replay buffer
+                    # still bounds how often that can happen).
+                    self._progress_generation = generation
+                    self._made_progress()
                 return
             await self._reopen_or_raise(generation, error)
+
+    def _made_progress(self) -> None:
+        if self._retrier is not None:
+            self._retrier.made_progress()
 
     async def _done_writing_retrying(self) -> None:
         self._half_closed = True
@@ -213,7 +226,9 @@ class _Sender(CallHandle, Generic[ReqT]):
             waiter: asyncio.Future[None] = loop.create_future()
             self._status_waiters.append(waiter)
             try:
-                await asyncio.wait((waiter,), timeout=remaining)
+                # The done callbacks do not always run for the second status (one that
+                # raises stops the rest), so the cython status is also checked regularly.
+                await asyncio.wait((waiter,), timeout=min(remaining, _UNHIDE_POLL))
             finally:
                 if not waiter.done():
                     waiter.cancel()
@@ -638,6 +653,10 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         self._received += 1
         self._last = message  # type: ignore[assignment]
         return message  # type: ignore[return-value]
+
+    def _made_progress(self) -> None:
+        if self._last is None:  # after responses, resume() drives retries: keep the count
+            super()._made_progress()
 
     def _replacement_messages(self, error: RpcError) -> list[ReqT] | None:
         if self._last is None:
