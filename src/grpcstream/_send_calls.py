@@ -60,10 +60,10 @@ class _Sender(CallHandle, Generic[ReqT]):
 
     __slots__ = (
         "_generation",
-        "_progress_generation",
         "_half_closed",
         "_max_queued",
         "_open_call",
+        "_progress_generation",
         "_queue",
         "_reopen_lock",
         "_replay",
