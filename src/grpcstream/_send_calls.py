@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import grpc
 import grpc.aio
 
+from ._call_status import StatusRecovery, core_status
 from ._calls import (
-    _CORE_INTERNAL,
     CANCELLED_LOCALLY,
     HIDDEN_BROKEN_STREAM,
     NOT_ENTERED,
@@ -46,16 +46,11 @@ __all__ = ["BidiStream", "ClientStream"]
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 
-_STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
-# How long a failed write waits for the real status to replace grpc.aio's INTERNAL; it
-# follows within milliseconds when the connection died.
-_UNHIDE_SECONDS = 2.0
-_UNHIDE_POLL = 0.02
 
 OpenCall = Callable[[float | None], Awaitable[Any]]
 
 
-class _Sender(CallHandle, Generic[ReqT]):
+class _Sender(StatusRecovery, Generic[ReqT]):
     """The send half shared by ClientStream and BidiStream."""
 
     __slots__ = (
@@ -70,8 +65,6 @@ class _Sender(CallHandle, Generic[ReqT]):
         "_replay_bytes",
         "_replay_limit",
         "_retrier",
-        "_seen_status",
-        "_status_waiters",
         "_timeout",
     )
 
@@ -99,9 +92,7 @@ class _Sender(CallHandle, Generic[ReqT]):
         self._progress_generation = 0  # the last attempt that took a new message
         self._half_closed = False
         self._reopen_lock: asyncio.Lock | None = None
-        self._status_waiters: list[asyncio.Future[None]] = []
-        # The first status each attempt's call reported that was not grpc.aio's hidden one.
-        self._seen_status: tuple[Any, BaseException] | None = None
+        self._init_status_recovery()
 
     async def __aenter__(self) -> Self:
         await self._start()
@@ -196,61 +187,6 @@ class _Sender(CallHandle, Generic[ReqT]):
         except (asyncio.InvalidStateError, grpc.aio.UsageError):
             return await self._ended_error()
         return None
-
-    async def _unhide(self, error: RpcError) -> BaseException:
-        """The real status behind grpc.aio's ``INTERNAL: Internal error from Core``.
-
-        When a write fails in the C-core because the stream or the connection ended,
-        grpc.aio sets the call's status to that INTERNAL, over whatever status the call
-        had. The real status (UNAVAILABLE for a server that died, or what the server sent)
-        comes either just before (then ``_call_done`` saw it) or just after (the cython
-        call stores it over the INTERNAL one and runs the done callbacks again). This
-        waits for it (at most ``_UNHIDE_SECONDS``), so a dead server is the retryable
-        ``Unavailable`` it is. If it never comes, the honest ``Unknown`` stays.
-
-        Returns:
-            The typed real status, ``StreamClosedError`` if the server had ended the call
-            OK, or ``error`` itself.
-        """
-        if error.details != HIDDEN_BROKEN_STREAM:
-            return error
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + _UNHIDE_SECONDS
-        while True:
-            real = self._core_status_error(self._call)
-            if real is not None:
-                return real
-            remaining = give_up - loop.time()
-            if remaining <= 0:
-                return error
-            waiter: asyncio.Future[None] = loop.create_future()
-            self._status_waiters.append(waiter)
-            try:
-                # The done callbacks do not always run for the second status (one that
-                # raises stops the rest), so the cython status is also checked regularly.
-                await asyncio.wait((waiter,), timeout=min(remaining, _UNHIDE_POLL))
-            finally:
-                if not waiter.done():
-                    waiter.cancel()
-                    self._status_waiters.remove(waiter)
-
-    def _core_status_error(self, call: Any) -> BaseException | None:
-        """The call's real status as an error; None while only the hidden one is known."""
-        expired = self._idle_error
-        if expired is not None and expired[0] is call:
-            return expired[1]  # the CANCELLED status is ours: the stream was idle
-        seen = self._seen_status
-        if seen is not None and seen[0] is call:
-            return seen[1]
-        status = _core_status(call)
-        if status is None:
-            return None
-        grpc_code, details, trailing_metadata = status
-        if grpc_code is grpc.StatusCode.OK:
-            return StreamClosedError(SEND_ON_CLOSED)
-        if grpc_code is grpc.StatusCode.INTERNAL and details == _CORE_INTERNAL:
-            return None
-        return self._translate(grpc_code, details, trailing_metadata)
 
     def _remember(self, message: ReqT) -> None:
         if self._replay is None:
@@ -347,15 +283,7 @@ class _Sender(CallHandle, Generic[ReqT]):
         # The RPC ended (status received, deadline, cancel): nothing more can be sent, so
         # waiting and later senders must learn it now rather than on their next write.
         # grpc.aio runs this again when the real status replaces its hidden INTERNAL one.
-        waiters, self._status_waiters = self._status_waiters, []
-        for waiter in waiters:
-            if not waiter.done():
-                waiter.set_result(None)
-        seen = self._seen_status
-        if seen is None or seen[0] is not call:
-            real = self._core_status_error(call)
-            if real is not None:
-                self._seen_status = (call, real)
+        self._status_changed(call)
         queue = self._queue
         if queue is None or call is not self._call:
             return
@@ -366,7 +294,7 @@ class _Sender(CallHandle, Generic[ReqT]):
             queue.fail(StreamClosedError(CANCELLED_LOCALLY))
             return
         # Without this, the next write or read would meet the status instead.
-        status = _core_status(call)
+        status = core_status(call)
         if status is None:
             return
         grpc_code, details, trailing_metadata = status
@@ -702,18 +630,3 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         error = await self._status_error()
         if error is not None:
             raise await self._unhide(error)
-
-
-def _core_status(call: Any) -> tuple[grpc.StatusCode, str, object] | None:
-    """The status the cython call holds now, or None while it has none.
-
-    grpc.aio offers the status only as a coroutine, and done-callbacks must stay
-    synchronous, so this reads the cython call's ``_status`` (tests/test_client_streams.py
-    fails loudly if a grpc release renames it).
-    """
-    status = getattr(getattr(call, "_cython_call", None), "_status", None)
-    code = getattr(status, "code", None)
-    if status is None or code is None:
-        return None
-    grpc_code = _STATUS_FROM_CORE.get(code(), grpc.StatusCode.UNKNOWN)
-    return grpc_code, status.details() or "", status.trailing_metadata()
