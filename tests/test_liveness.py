@@ -168,3 +168,24 @@ async def test_server_idle_timeout_ends_a_silent_upload_with_unavailable() -> No
                 code = await asyncio.wait_for(upload.code(), WAIT)
                 assert code is grpc.StatusCode.UNAVAILABLE
     assert grpcstream_tasks() == set()
+
+
+def test_the_keepalive_presets_and_their_enforcement() -> None:
+    default, aggressive = grpcstream.KeepAlive(), grpcstream.KeepAlive.aggressive()
+    assert (default.time, default.timeout) == (300.0, 20.0)
+    assert (aggressive.time, aggressive.timeout) == (30.0, 10.0)
+    enforcement = grpcstream.KeepAliveEnforcement()
+    assert enforcement.accepts(default)
+    assert enforcement.accepts(aggressive)
+    options = dict(enforcement.server_options())
+    assert options["grpc.http2.ping_timeout_ms"] == options["grpc.keepalive_timeout_ms"]
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, True, "1"])
+async def test_idle_timeout_rejects_bad_values(bad: object) -> None:
+    async with serving(DummyStreamService()) as (_, target), dummy_client(target) as client:
+        with pytest.raises(ValueError, match="idle_timeout"):
+            client.server_stream(client.stub.ServerStream, Req(), idle_timeout=bad)  # type: ignore[arg-type]
+        with pytest.raises(ValueError, match="idle_timeout"):
+            client.bidi_stream(client.stub.Bidi, idle_timeout=bad)  # type: ignore[arg-type]
+    assert client.open_streams == 0

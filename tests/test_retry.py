@@ -158,6 +158,8 @@ async def test_no_policy_retries_forever_by_default() -> None:
     assert grpcstream.RetryPolicy(jitter=False, max_attempts=3).patience() == pytest.approx(
         (0.3, 0.3)
     )
+    with pytest.raises(grpcstream.UsageError, match="patience"):
+        grpcstream.RetryPolicy(stop=tenacity.stop_after_attempt(2)).patience()
     with pytest.raises(ValueError, match="max_attempts"):
         grpcstream.RetryPolicy(max_attempts=0)
 
