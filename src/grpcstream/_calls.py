@@ -177,9 +177,9 @@ class CallHandle:
                     trailing_metadata=_pairs(trailing_metadata),
                     code=grpc.StatusCode.DEADLINE_EXCEEDED,
                 )
-            # Otherwise the write met a stream that had just ended and grpc.aio dropped the
-            # server's status. Unknown, not a guess: it must not look retryable. (Client
-            # streams recover the real status from the response; see _send_calls.)
+            # Otherwise the write met a stream that had just ended and grpc.aio overwrote
+            # the real status. Unknown, not a guess: it must not look retryable. (Client
+            # and bidi streams then wait for the real one; see _call_status.)
             return Unknown(
                 HIDDEN_BROKEN_STREAM,
                 trailing_metadata=_pairs(trailing_metadata),
