@@ -26,21 +26,51 @@ async def _produce_for_ever(chat: grpcstream.BidiStream[Req, Reply]) -> None:
         seq += 1
 
 
+class _Leave(Exception):
+    pass
+
+
+@pytest.mark.parametrize("how", ["break", "exception", "cancel"])
 @pytest.mark.parametrize("timeout", [None, 60.0], ids=["no-deadline", "deadline"])
-async def test_bidi_break_with_a_blocked_producer_exits_within_a_second(
-    timeout: float | None,
+async def test_leaving_a_bidi_block_with_a_blocked_producer_takes_under_a_second(
+    timeout: float | None, how: str
 ) -> None:
     async with serving(DummyStreamService()) as (_, target), dummy_client(target) as client:
-        async with client.bidi_stream(client.stub.Bidi, timeout=timeout) as chat:
-            chat.spawn(_produce_for_ever(chat))
-            async for _ in chat:
-                # Nobody reads the echoes from now on: the server blocks, then the producer.
-                await asyncio.wait_for(_blocked(chat), WAIT)
-                loop = asyncio.get_running_loop()
-                left_at = loop.time()
-                break
+        loop = asyncio.get_running_loop()
+        blocked = asyncio.Event()
+        left_at = 0.0
+
+        async def converse() -> None:
+            nonlocal left_at
+            async with client.bidi_stream(client.stub.Bidi, timeout=timeout) as chat:
+                chat.spawn(_produce_for_ever(chat))
+                async for _ in chat:
+                    # Nobody reads the echoes from now on: the server blocks, then the
+                    # producer blocks in send().
+                    await asyncio.wait_for(_blocked(chat), WAIT)
+                    blocked.set()
+                    if how == "cancel":
+                        await asyncio.Event().wait()  # until the task is cancelled
+                    left_at = loop.time()
+                    if how == "exception":
+                        raise _Leave
+                    break
+            assert chat.done()
+
+        task = asyncio.create_task(converse())
+        await asyncio.wait_for(blocked.wait(), WAIT)
+        if how == "cancel":
+            left_at = loop.time()
+            task.cancel()
+        await asyncio.wait((task,), timeout=WAIT)
+        assert task.done()
         assert loop.time() - left_at < PROMPT
-        assert chat.done()
+        if how == "cancel":
+            assert task.cancelled()
+        elif how == "exception":
+            assert isinstance(task.exception(), _Leave)
+        else:
+            assert task.exception() is None
         assert client.open_streams == 0
     assert grpcstream_tasks() == set()
 
