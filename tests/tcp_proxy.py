@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 
 class TcpProxy:
@@ -20,6 +20,8 @@ class TcpProxy:
         self.target_port = target_port
         self.port = 0
         self.connections = 0
+        self.bytes_up = 0  # client -> target
+        self.bytes_down = 0  # target -> client
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -54,8 +56,8 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
         pipes = {
-            asyncio.create_task(_pipe(reader, up_writer, self._flowing)),
-            asyncio.create_task(_pipe(up_reader, writer, self._flowing)),
+            asyncio.create_task(_pipe(reader, up_writer, self._count_up, self._flowing)),
+            asyncio.create_task(_pipe(up_reader, writer, self._count_down, self._flowing)),
         }
         self._tasks.update(pipes)
         try:
@@ -68,6 +70,12 @@ class TcpProxy:
             for w in (writer, up_writer):
                 self._writers.discard(w)
                 _abort(w)
+
+    def _count_up(self, size: int) -> None:
+        self.bytes_up += size
+
+    def _count_down(self, size: int) -> None:
+        self.bytes_down += size
 
     def cut(self) -> None:
         """Reset every open connection (both sides see the TCP connection die)."""
@@ -92,7 +100,10 @@ def _abort(writer: asyncio.StreamWriter) -> None:
 
 
 async def _pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, flowing: asyncio.Event
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    count: Callable[[int], None],
+    flowing: asyncio.Event,
 ) -> None:
     with contextlib.suppress(OSError, asyncio.IncompleteReadError):
         while True:
@@ -102,13 +113,14 @@ async def _pipe(
                 return
             if not flowing.is_set():
                 await flowing.wait()  # a stall that began mid-read holds this chunk back
+            count(len(data))
             writer.write(data)
             await writer.drain()
 
 
 @contextlib.asynccontextmanager
 async def tcp_proxy(target_port: int) -> AsyncIterator[TcpProxy]:
-    """A started :class:`TcpProxy`, closed at the end."""
+    """A started ``TcpProxy``, closed at the end."""
     proxy = TcpProxy(target_port)
     await proxy.start()
     try:

@@ -10,6 +10,8 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 import grpcstream
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import ERROR, FollowRequest, LogEntry, LogRequest
@@ -79,6 +81,7 @@ async def test_unary_client_and_server() -> None:
         assert "INVALID_ARGUMENT" in output
 
 
+@pytest.mark.slow  # over 5 s (pytest --durations)
 async def test_logs_demo_survives_a_server_restart() -> None:
     code, output = await run("examples.logs.demo", "--seconds=5", "--plain")
     assert code == 0, output
@@ -174,3 +177,10 @@ async def test_chat_two_clients_talk_and_leave() -> None:
     # Alice may leave before "bye" reaches her; Bob hears his own lines, in order.
     assert said_to_bob.index("bob: hi alice") < said_to_bob.index("bob: bye")
     assert "alice: hi bob" in said_to_bob
+
+
+async def test_interop_client_and_server() -> None:
+    async with server("examples.interop.server") as target:
+        code, output = await run("examples.interop.client", target)
+    assert code == 0, output
+    assert output.count(": PASS") == 14, output

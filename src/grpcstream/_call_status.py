@@ -3,7 +3,7 @@
 grpc.aio replaces a call's status with ``INTERNAL: Internal error from Core`` when a write
 fails in the C-core because the call or its connection ended. The real status is not lost:
 it reaches the cython call just before the failed write (grpc.aio then overwrites it) or
-just after (it overwrites grpc.aio's). :class:`StatusRecovery` keeps the first real status
+just after (it overwrites grpc.aio's). ``StatusRecovery`` keeps the first real status
 each attempt reports and waits, within a bound, for one that has not arrived yet. Calls
 that a stream ended itself because they went quiet (``idle_timeout``) report the
 ``IdleTimeout`` they ended with rather than the CANCELLED that grpc records.
@@ -17,7 +17,7 @@ from typing import Any
 import grpc
 
 from ._calls import _CORE_INTERNAL, HIDDEN_BROKEN_STREAM, CallHandle
-from ._exceptions import SEND_ON_CLOSED, RpcError, StreamClosedError
+from ._exceptions import SEND_ON_CLOSED, BrokenStreamError, RpcError
 
 __all__ = ["StatusRecovery", "core_status"]
 
@@ -66,7 +66,7 @@ class StatusRecovery(CallHandle):
         ``Unavailable`` it is. If it never comes, the honest ``Unknown`` stays.
 
         Returns:
-            The typed real status, ``StreamClosedError`` if the server had ended the call
+            The typed real status, ``BrokenStreamError`` if the server had ended the call
             OK, or ``error`` itself.
         """
         if error.details != HIDDEN_BROKEN_STREAM:
@@ -104,7 +104,7 @@ class StatusRecovery(CallHandle):
             return None
         grpc_code, details, trailing_metadata = status
         if grpc_code is grpc.StatusCode.OK:
-            return StreamClosedError(SEND_ON_CLOSED)
+            return BrokenStreamError(SEND_ON_CLOSED)
         if grpc_code is grpc.StatusCode.INTERNAL and details == _CORE_INTERNAL:
             return None
         return self._translate(grpc_code, details, trailing_metadata)

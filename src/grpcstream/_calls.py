@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc
 import grpc.aio
+from typing_extensions import override
 
 from ._exceptions import (
     IDLE_TIMEOUT,
@@ -27,7 +28,6 @@ from ._exceptions import (
     Internal,
     Metadata,
     RpcError,
-    StreamClosedError,
     Unknown,
     UsageError,
     rpc_error,
@@ -45,6 +45,7 @@ _T = TypeVar("_T")
 _CallT = TypeVar("_CallT")
 
 CANCELLED_LOCALLY = "the call was cancelled by the client"
+CANCELLED_BY_PRODUCER = "the call was cancelled because a spawned producer raised"
 NOT_ENTERED = "use the stream as an async context manager: `async with client.{}(...) as s`"
 NOT_FINISHED = "the call has not finished yet; read this after the stream has ended"
 UNPARSEABLE = "a response from the server could not be deserialized: {}"
@@ -117,6 +118,7 @@ class CallHandle:
         # The attempt's call that idle_timeout ended, and the error it ended with.
         self._idle_error: tuple[_AnyCall, RpcError] | None = None
 
+    @override
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._method_name} {self._phase.value}>"
 
@@ -207,8 +209,9 @@ class CallHandle:
     def cancel(self) -> bool:
         """Cancel the RPC now. Idempotent; safe from any task or from a callback.
 
-        The server sees CANCELLED; pending and later ``send()`` calls raise
-        ``StreamClosedError``, and a task iterating the responses gets ``Cancelled``.
+        The server sees CANCELLED. From then on every operation of this call raises
+        ``Cancelled``: pending and later ``send()`` calls, reading the responses,
+        ``close_and_receive()``, and leaving the ``async with`` block.
 
         Returns:
             True if this call cancelled the RPC, False if it had already finished.
@@ -225,12 +228,24 @@ class CallHandle:
             if not self._retrying() or self._cancelled_by is not None:
                 return False
             self._cancelled_by = reason
-            self._fail_sending(StreamClosedError(CANCELLED_LOCALLY))
+            self._fail_sending(self._send_error())
             return True
         if self._cancelled_by is None:
             self._cancelled_by = reason
-        self._fail_sending(StreamClosedError(CANCELLED_LOCALLY))
+        self._fail_sending(self._send_error())
         return call.cancel()
+
+    def _send_error(self) -> BaseException:
+        """What senders get once the call is cancelled.
+
+        The typed error that cancelled it (``Cancelled`` after ``cancel()``), or
+        ``Cancelled`` when a spawned producer's exception did: that exception is raised
+        once, from reading or leaving the block, not again from every ``send()``.
+        """
+        reason = self._cancelled_by
+        if isinstance(reason, RpcError):
+            return reason
+        return Cancelled(CANCELLED_BY_PRODUCER, code=grpc.StatusCode.CANCELLED)
 
     def _retrying(self) -> bool:
         """True while a retry policy may still start another attempt."""
@@ -428,11 +443,13 @@ class UnaryCall(CallHandle, Generic[RespT]):
         on_exit = self._on_exit
         call.add_done_callback(lambda _: on_exit(self))
 
+    @override
     async def _ready_call(self) -> _AnyCall:
         if self._call is None and self._opening is not None:
             await self._opening
         return self._require_call()
 
+    @override
     def done(self) -> bool:
         """True once the RPC has finished, or failed to start."""
         opening = self._opening
@@ -440,6 +457,7 @@ class UnaryCall(CallHandle, Generic[RespT]):
             return opening.done()
         return super().done()
 
+    @override
     def _cancel(self, reason: BaseException) -> bool:
         opening = self._opening
         if self._call is None and opening is not None and not opening.done():
@@ -466,6 +484,7 @@ class UnaryCall(CallHandle, Generic[RespT]):
             raise self._unparseable()  # grpc.aio logged the deserializer's error
         return response
 
+    @override
     def spawn(self, producer: Coroutine[Any, Any, None], *, name: str | None = None) -> None:
         """Not available: a unary call has no request stream to produce for.
 
@@ -591,6 +610,7 @@ class ResponseStream(CallHandle, Generic[RespT]):
         """How many responses have been received so far."""
         return self._received
 
+    @override
     async def _finish(self) -> None:
         if not self._eof:
             self.cancel()  # the caller left early: nobody will read the rest

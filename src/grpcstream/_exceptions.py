@@ -7,13 +7,13 @@ GrpcStreamError
 │     ├── StreamClosedError
 │     └── BusyStreamError
 ├── RetryNotPossibleError                        a retryable failure that could not be retried
-├── BrokenStreamError                            the peer went away while we were sending
+├── BrokenStreamError                            the call ended underneath a sender
 └── WouldBlock                                   send_nowait on a full queue
 ```
 
 No raw ``grpc.aio.AioRpcError`` reaches users: every call site that talks to grpc
-translates what grpc raises with :func:`rpc_error` (through the call handles'
-``_translate``, which also undoes grpc.aio's hidden statuses) or :func:`map_grpc_errors`,
+translates what grpc raises with ``rpc_error()`` (through the call handles'
+``_translate``, which also undoes grpc.aio's hidden statuses) or ``map_grpc_errors()``,
 and chains the original as ``__cause__``.
 """
 
@@ -25,6 +25,7 @@ from typing import ClassVar
 
 import grpc
 import grpc.aio
+from typing_extensions import override
 
 __all__ = [
     "Aborted",
@@ -52,10 +53,16 @@ __all__ = [
     "Unimplemented",
     "Unknown",
     "UsageError",
+    "StatusCode",
     "WouldBlock",
     "map_grpc_errors",
     "rpc_error",
+    "status_error",
 ]
+
+StatusCode = grpc.StatusCode
+"""The gRPC status codes (``grpc.StatusCode``), so that ``handle.code()`` can be compared
+without importing grpc: ``await call.code() is grpcstream.StatusCode.OK``."""
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 """Metadata as grpcstream returns it: an immutable sequence of ``(key, value)`` pairs."""
@@ -73,9 +80,11 @@ class UsageError(GrpcStreamError, RuntimeError):
 
 
 class StreamClosedError(UsageError):
-    """The stream (or its sending side) is closed; the operation did nothing.
+    """The sending side was closed by the caller; the operation did nothing.
 
-    Raised by ``send()``/``send_nowait()`` after ``close_send()`` or after the stream ended.
+    Raised by ``send()``/``send_nowait()`` after ``close_send()``, and by a closed
+    ``StreamClient`` asked to start a call. (After ``cancel()`` sends raise ``Cancelled``;
+    a call that the peer ended raises ``BrokenStreamError`` or its status.)
     """
 
 
@@ -93,9 +102,12 @@ class RetryNotPossibleError(GrpcStreamError):
 
 
 class BrokenStreamError(GrpcStreamError):
-    """The peer went away (cancelled, disconnected, or the RPC ended) while sending.
+    """The call ended underneath a sender; not a misuse, and nothing more can be sent.
 
-    On the server this means the client is gone: stop producing.
+    On the server: the client is gone (cancelled, disconnected, past its deadline), so
+    stop producing. On the client: the server ended the call with OK while this side was
+    still sending (a client stream's response is still returned by
+    ``close_and_receive()``). A non-OK end raises that status's ``RpcError`` instead.
     """
 
 
@@ -131,13 +143,15 @@ class RpcError(GrpcStreamError):
 
     @property
     def status(self) -> grpc.StatusCode:
-        """Alias of :attr:`code` (grpclib calls it ``status``)."""
+        """Alias of ``code`` (grpclib calls it ``status``)."""
         return self.code
 
+    @override
     def __str__(self) -> str:
         name = self.code.name
         return f"{name}: {self.details}" if self.details else name
 
+    @override
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code.name}, details={self.details!r})"
 
@@ -290,7 +304,7 @@ def rpc_error(
     details: str | None = "",
     trailing_metadata: object = None,
 ) -> RpcError:
-    """Build the :class:`RpcError` subclass for a status code.
+    """Build the ``RpcError`` subclass for a status code.
 
     Args:
         code: a non-OK status code.
@@ -305,14 +319,54 @@ def rpc_error(
     return cls(details or "", trailing_metadata=_normalize_metadata(trailing_metadata), code=code)
 
 
+_BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_error(
+    code: int | grpc.StatusCode,
+    details: str = "",
+    trailing_metadata: Sequence[tuple[str, str | bytes]] = (),
+) -> RpcError:
+    """The typed error for a non-OK status code, ready to raise.
+
+    A handler that must end its call with a status it received as data (a status number
+    in a request, a status from another service) raises ``status_error(code, message)``;
+    a client may build one to compare or re-raise. ``status_error(5)`` is a ``NotFound``.
+
+    Args:
+        code: a non-OK status, as its number (``2``) or a ``StatusCode`` member.
+        details: the status message.
+        trailing_metadata: trailers to send with the status (in a handler).
+
+    Returns:
+        An instance of the ``RpcError`` subclass for ``code``.
+
+    Raises:
+        ValueError: ``code`` is OK (0), which is not an error, or is not a gRPC status.
+        TypeError: ``code`` is neither an int nor a ``StatusCode``.
+    """
+    if isinstance(code, grpc.StatusCode):
+        status = code
+    elif isinstance(code, int) and not isinstance(code, bool):
+        found = _BY_NUMBER.get(code)
+        if found is None:
+            raise ValueError(f"{code} is not a gRPC status code (0-16)")
+        status = found
+    else:
+        raise TypeError(f"code must be an int or a grpcstream.StatusCode, got {code!r}")
+    if status is grpc.StatusCode.OK:
+        raise ValueError("OK is not an error status: there is no error to raise for it")
+    return rpc_error(status, details, trailing_metadata)
+
+
 def from_aio_error(exc: grpc.aio.AioRpcError) -> RpcError:
-    """Translate one ``AioRpcError`` into the matching :class:`RpcError` subclass."""
+    """Translate one ``AioRpcError`` into the matching ``RpcError`` subclass."""
     return rpc_error(exc.code(), exc.details(), exc.trailing_metadata())
 
 
 @contextlib.contextmanager
 def map_grpc_errors() -> Iterator[None]:
-    """Translate ``grpc.aio.AioRpcError`` raised inside the block into :class:`RpcError`.
+    """Translate ``grpc.aio.AioRpcError`` raised inside the block into ``RpcError``.
 
     This is the single boundary between grpc's untyped errors and grpcstream's hierarchy.
     ``asyncio.CancelledError`` passes through untouched.
@@ -327,7 +381,7 @@ _NOT_RETRIED_CLASSES: dict[type[RpcError], type[RpcError]] = {}
 
 
 def retry_not_possible(error: RpcError, reason: str) -> RpcError:
-    """``error`` again, as an instance of both its class and :class:`RetryNotPossibleError`.
+    """``error`` again, as an instance of both its class and ``RetryNotPossibleError``.
 
     Args:
         error: the typed failure that could not be retried.

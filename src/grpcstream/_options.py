@@ -10,9 +10,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import grpc
+
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "ChannelOption",
+    "Compression",
+    "check_compression",
     "KeepAlive",
     "KeepAliveEnforcement",
     "message_size_options",
@@ -22,6 +26,20 @@ ChannelOption = tuple[str, int | str]
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """gRPC's own default for received messages (4 MiB); grpcstream uses it for both directions."""
+
+
+Compression = grpc.Compression
+"""The message compression algorithms (``grpc.Compression``): ``NoCompression``,
+``Deflate`` and ``Gzip``. Pass one as ``compression=`` to a ``StreamClient`` or one of
+its calls, or to ``CallContext.set_compression()`` in a handler."""
+
+
+def check_compression(compression: object) -> None:
+    """Raise TypeError unless ``compression`` is a ``Compression`` member or None."""
+    if compression is not None and not isinstance(compression, grpc.Compression):
+        raise TypeError(
+            f"compression must be a grpcstream.Compression or None, got {compression!r}"
+        )
 
 
 def _ms(seconds: float) -> int:
@@ -45,7 +63,8 @@ class KeepAlive:
     GOAWAY ``too_many_pings`` after three strikes, which kills quiet streams. For faster
     detection against any server, give streams an ``idle_timeout`` and have the server send
     heartbeats; against a ``StreamServer`` (which accepts pings every 10 s),
-    :meth:`KeepAlive.aggressive` notices a stall within about 40 s.
+    [`KeepAlive.aggressive()`][grpcstream.KeepAlive.aggressive] notices a stall within
+    about 40 s.
 
     Args:
         time: seconds between pings while the connection is otherwise idle.
@@ -70,9 +89,9 @@ class KeepAlive:
     def aggressive(cls) -> KeepAlive:
         """Ping every 30 s and give up after 10 s: for servers that allow it, only.
 
-        A :class:`KeepAliveEnforcement` with its default (``StreamServer``'s) accepts it;
-        grpc core's and grpc-go's default servers do not (GOAWAY ``too_many_pings`` after
-        about 2 minutes of a quiet stream).
+        A [`KeepAliveEnforcement`][grpcstream.KeepAliveEnforcement] with its default
+        (``StreamServer``'s) accepts it; grpc core's and grpc-go's default servers do not
+        (GOAWAY ``too_many_pings`` after 90 s of a quiet stream).
         """
         return cls(time=30.0, timeout=10.0)
 

@@ -21,6 +21,7 @@ import tenacity
 from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
+from typing_extensions import override
 
 from ._exceptions import RpcError, UsageError
 
@@ -81,7 +82,7 @@ class RetryPolicy:
             replaces ``retry_on``.
         replay_buffer_bytes: how much a client or bidi stream keeps of what it sent, to
             replay it on a new attempt. Past this, the stream is no longer retried.
-        on_retry: called with a :class:`RetryEvent` before each retry.
+        on_retry: called with a [`RetryEvent`][grpcstream.RetryEvent] before each retry.
         sleep: the sleep function (tests inject one to assert backoff without waiting).
 
     Raises:
@@ -250,6 +251,7 @@ class Retrier:
 class _EqualJitter(tenacity.wait_exponential):
     """A random wait between half the exponential cap and the cap."""
 
+    @override
     def __call__(self, retry_state: tenacity.RetryCallState) -> float:
         cap = super().__call__(retry_state)
         return cap / 2 + random.uniform(0, cap / 2)

@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from typing_extensions import override
 
 from ._exceptions import RpcError
 
@@ -169,6 +170,7 @@ class ClientTLS:
             options.append(("grpc.ssl_target_name_override", self._server_name))
         return credentials, options
 
+    @override
     def __repr__(self) -> str:
         key = "None" if self._key is None else _REDACTED
         return (
@@ -224,6 +226,7 @@ class ServerTLS:
             require_client_auth=self._client_ca is not None,
         )
 
+    @override
     def __repr__(self) -> str:
         return (
             f"ServerTLS(cert={_size(self._cert)}, key={_REDACTED}, "
@@ -316,6 +319,7 @@ class BearerToken:
         fetched = self.fetch()
         return fetched if isinstance(fetched, tuple) else bearer_metadata(await fetched)
 
+    @override
     def __repr__(self) -> str:
         kind = "static" if self._static is not None else "callable"
         return f"BearerToken(<{kind} token {_REDACTED}>)"
@@ -376,10 +380,12 @@ class BearerAuth(grpc.aio.ServerInterceptor):
         self._verify = verify
         self._public = tuple(f"/{name}/" for name in public_services)
 
+    @override
     def __repr__(self) -> str:
         name = getattr(self._verify, "__qualname__", type(self._verify).__name__)
         return f"BearerAuth(verify={name})"
 
+    @override
     async def intercept_service(
         self,
         continuation: Callable[
@@ -414,6 +420,50 @@ class BearerAuth(grpc.aio.ServerInterceptor):
         # grpc.aio runs the interceptors and then the handler in the same task (one per
         # RPC), so the handler, and every task it starts, sees this value.
         _principal.set(principal)
+        return await continuation(handler_call_details)
+
+
+METADATA_TOO_LARGE = "request metadata size exceeds the server's limit of {} bytes"
+
+
+def metadata_size(metadata: object) -> int:
+    """The size of request metadata as HTTP/2 counts a header list: name + value + 32 each."""
+    total = 0
+    for key, value in metadata or ():  # type: ignore[attr-defined]
+        total += len(key) + len(value) + 32
+    return total
+
+
+class MetadataLimit(grpc.aio.ServerInterceptor):
+    """Refuse calls whose request metadata exceeds ``limit`` bytes (RESOURCE_EXHAUSTED).
+
+    grpc's own ``grpc.max_metadata_size`` check can be bypassed by a client that splits
+    the header block into HEADERS and CONTINUATION frames; this measures what the call
+    actually carries, before authentication or any handler runs.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._details = METADATA_TOO_LARGE.format(limit)
+
+    @override
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """Measure the metadata; refuse the call or hand it on."""
+        size = metadata_size(handler_call_details.invocation_metadata)
+        if size > self._limit:
+            logger.warning(
+                "refused %s: %d bytes of metadata (limit %d)",
+                handler_call_details.method,
+                size,
+                self._limit,
+            )
+            return _rejecting(grpc.StatusCode.RESOURCE_EXHAUSTED, self._details)
         return await continuation(handler_call_details)
 
 

@@ -10,16 +10,17 @@ and carries on. Only then is a lock taken per write, so streams without retry pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc
 import grpc.aio
+from typing_extensions import override
 
 from ._call_status import StatusRecovery, core_status
 from ._calls import (
-    CANCELLED_LOCALLY,
     HIDDEN_BROKEN_STREAM,
     NOT_ENTERED,
     NOT_FINISHED,
@@ -29,12 +30,13 @@ from ._calls import (
 )
 from ._exceptions import (
     SEND_ON_CLOSED,
+    BrokenStreamError,
     BusyStreamError,
     RpcError,
-    StreamClosedError,
     UsageError,
     retry_not_possible,
 )
+from ._message_types import wrong_type
 from ._retry import Retrier
 from ._send_queue import SendQueue, SendQueueStatistics
 
@@ -65,6 +67,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
         "_replay_bytes",
         "_replay_limit",
         "_retrier",
+        "_send_type",
         "_timeout",
     )
 
@@ -78,8 +81,10 @@ class _Sender(StatusRecovery, Generic[ReqT]):
         retrier: Retrier | None = None,
         replay_limit: int = 0,
         timeout: float | None = None,
+        send_type: type | None = None,
     ) -> None:
         super().__init__(method_name, on_exit)
+        self._send_type = send_type
         self._open_call = open_call
         self._max_queued = max_queued
         self._queue: SendQueue[ReqT] | None = None
@@ -272,12 +277,12 @@ class _Sender(StatusRecovery, Generic[ReqT]):
 
     async def _ended_error(self) -> BaseException:
         if self._cancelled_by is not None:
-            return StreamClosedError(CANCELLED_LOCALLY)
+            return self._send_error()
         expired = self._idle_error
         if expired is not None and expired[0] is self._call:
             return expired[1]
         error = await self._status_error()
-        return await self._unhide(error) if error is not None else StreamClosedError(SEND_ON_CLOSED)
+        return await self._unhide(error) if error is not None else BrokenStreamError(SEND_ON_CLOSED)
 
     def _call_done(self, call: Any) -> None:
         # The RPC ended (status received, deadline, cancel): nothing more can be sent, so
@@ -291,7 +296,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
         if expired is not None and expired[0] is call:
             return  # the reader ended it for idleness and decides about the retry
         if self._cancelled_by is not None:
-            queue.fail(StreamClosedError(CANCELLED_LOCALLY))
+            queue.fail(self._send_error())
             return
         # Without this, the next write or read would meet the status instead.
         status = core_status(call)
@@ -301,7 +306,8 @@ class _Sender(StatusRecovery, Generic[ReqT]):
         if grpc_code is grpc.StatusCode.OK:
             if queue.closed and queue.error is None and not queue.statistics().queued:
                 return  # everything was written and the half-close is on its way: a success
-            queue.fail(StreamClosedError(SEND_ON_CLOSED))
+            # The server ended the call (OK) while we were still sending: not a misuse.
+            queue.fail(BrokenStreamError(SEND_ON_CLOSED))
             return
         error = self._translate(grpc_code, details, trailing_metadata)
         if error.details == HIDDEN_BROKEN_STREAM:
@@ -310,6 +316,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
             return  # the writer or reader that meets it next decides whether to retry
         queue.fail(error)
 
+    @override
     def _fail_sending(self, error: BaseException) -> None:
         if self._queue is not None:
             self._queue.fail(error)
@@ -329,15 +336,22 @@ class _Sender(StatusRecovery, Generic[ReqT]):
         when it is on the wire; ``close_send()`` waits for that.
 
         Raises:
-            StreamClosedError: after ``close_send()``, or once the call has ended OK or
-                was cancelled; nothing was sent.
+            StreamClosedError: after ``close_send()`` (a bug in the caller); nothing was
+                sent.
+            Cancelled: after this call's own ``cancel()`` (or the end of its block).
+            BrokenStreamError: the server ended the call with OK while this side was
+                still sending; nothing more can be sent.
             RpcError: the call failed (the typed status, e.g. ``DeadlineExceeded``); also
                 raised to tasks that were waiting for room.
             RetryNotPossibleError: the call failed and its retry policy could not replay it.
             UsageError: used outside the stream's ``async with`` block.
+            TypeError: ``message`` is not the method's request class; nothing was sent.
 
         Cancellation: atomic. If the waiting task is cancelled the message was not queued.
         """
+        expected = self._send_type
+        if expected is not None and type(message) is not expected:
+            self._wrong_type(message, expected)
         await self._require_queue().send(message)
 
     def send_nowait(self, message: ReqT) -> None:
@@ -345,10 +359,20 @@ class _Sender(StatusRecovery, Generic[ReqT]):
 
         Raises:
             WouldBlock: the send queue is full; use ``await send()`` to wait for room.
-            StreamClosedError: after ``close_send()`` or once the call has ended.
+            StreamClosedError: after ``close_send()``.
+            Cancelled: after this call's own ``cancel()``.
+            BrokenStreamError: the server ended the call with OK meanwhile.
             RpcError: the call failed.
+            TypeError: ``message`` is not the method's request class; nothing was sent.
         """
+        expected = self._send_type
+        if expected is not None and type(message) is not expected:
+            self._wrong_type(message, expected)
         self._require_queue().send_nowait(message)
+
+    def _wrong_type(self, message: object, expected: type) -> None:
+        if not isinstance(message, expected):
+            wrong_type(message, expected, self._method_name)
 
     async def close_send(self) -> None:
         """Half-close: no more messages; returns once every queued message is written.
@@ -358,8 +382,10 @@ class _Sender(StatusRecovery, Generic[ReqT]):
         the request stream.
 
         Raises:
-            RpcError: the call failed before everything queued was written.
-            StreamClosedError: the call was cancelled.
+            RpcError: the call failed before everything queued was written; ``Cancelled``
+                after this call's own ``cancel()``.
+            BrokenStreamError: the server ended the call with OK before everything
+                queued was written.
 
         Cancellation: cancelling the waiting task does not undo the half-close.
         """
@@ -369,6 +395,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
         """A snapshot of the send queue: queued, sent, max size and waiting senders."""
         return self._require_queue().statistics()
 
+    @override
     async def _release(self) -> None:
         if self._queue is not None:
             await self._queue.aclose()
@@ -399,6 +426,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
         retrier: Retrier | None = None,
         replay_limit: int = 0,
         timeout: float | None = None,
+        send_type: type | None = None,
     ) -> None:
         super().__init__(
             method_name,
@@ -408,6 +436,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
             retrier=retrier,
             replay_limit=replay_limit,
             timeout=timeout,
+            send_type=send_type,
         )
         self._response: RespT | None = None
         self._response_error: BaseException | None = None
@@ -424,7 +453,8 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
         Raises:
             RpcError: the server ended the call with a non-OK status (typed subclass);
                 ``DeadlineExceeded`` when the call's timeout expires meanwhile;
-                ``Internal`` if the response could not be deserialized.
+                ``Internal`` if the response could not be deserialized; ``Cancelled``
+                after this call's own ``cancel()``.
             RetryNotPossibleError: the call failed with a retryable status but what was
                 sent no longer fits the replay buffer.
             Exception: whatever a spawned producer raised.
@@ -450,13 +480,9 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
     async def _receive(self) -> RespT:
         queue = self._require_queue()
         await self._wait_producers()
-        try:
+        with contextlib.suppress(RpcError, BrokenStreamError):
+            # The status below says it better (and covers "ended OK early").
             await queue.close()
-        except RpcError:
-            pass  # the status below says it better (and covers "ended OK early")
-        except StreamClosedError:
-            self._raise_producer_error()
-            raise
         while True:
             generation = self._generation
             call: grpc.aio.StreamUnaryCall[ReqT, RespT] = self._require_call()  # type: ignore[assignment]
@@ -487,6 +513,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
             raise UsageError(NOT_FINISHED)
         return self._response
 
+    @override
     async def _finish(self) -> None:
         if self._received_status:
             return  # close_and_receive() already returned the response or raised the error
@@ -534,6 +561,7 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         replay_limit: int = 0,
         timeout: float | None = None,
         resume: Callable[[RespT], Iterable[ReqT]] | None = None,
+        send_type: type | None = None,
     ) -> None:
         super().__init__(
             method_name,
@@ -543,6 +571,7 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
             retrier=retrier,
             replay_limit=replay_limit,
             timeout=timeout,
+            send_type=send_type,
         )
         self._resume = resume
         self._eof = False
@@ -582,10 +611,12 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         self._last = message  # type: ignore[assignment]
         return message  # type: ignore[return-value]
 
+    @override
     def _made_progress(self) -> None:
         if self._last is None:  # after responses, resume() drives retries: keep the count
             super()._made_progress()
 
+    @override
     def _replacement_messages(self, error: RpcError) -> list[ReqT] | None:
         if self._last is None:
             return super()._replacement_messages(error)
@@ -610,6 +641,7 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         """How many responses have been received so far."""
         return self._received
 
+    @override
     async def _finish(self) -> None:
         if self._iterated and not self._eof:
             # Iteration was abandoned: the caller wants no more. Cancel first: a producer
@@ -622,7 +654,8 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         if self._eof:
             await self._raise_status_error()
             return
-        await self.close_send()
+        with contextlib.suppress(BrokenStreamError):
+            await self.close_send()  # the server may have ended (OK) first: read its status
         async for _ in self:
             pass  # nobody reads these: let the server finish after our half-close
 

@@ -19,9 +19,17 @@ import grpc
 import grpc.aio
 
 from ._exceptions import BrokenStreamError, Cancelled, RpcError, Unavailable
+from ._message_types import servicer_message_type
 from ._security import current_principal
 from ._send_queue import DEFAULT_MAX_QUEUED
-from ._server_stream import CLIENT_GONE, CallContext, RequestStream, ServerStream
+from ._server_handlers import UNPARSEABLE
+from ._server_stream import (
+    CLIENT_GONE,
+    UNPARSEABLE_REQUEST,
+    CallContext,
+    RequestStream,
+    ServerStream,
+)
 
 __all__ = [
     "INTERNAL_ERROR_DETAILS",
@@ -109,6 +117,25 @@ async def _end_with(
     await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_DETAILS)
 
 
+class _ResponseType:
+    """The response class of one decorated method, found once per servicer class."""
+
+    __slots__ = ("_by_class", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._by_class: dict[type, Any] = {}
+
+    def of(self, servicer: object) -> Any:
+        cls = type(servicer)
+        try:
+            return self._by_class[cls]
+        except KeyError:
+            found = servicer_message_type(servicer, self._name, output=True)
+            self._by_class[cls] = found
+            return found
+
+
 def unary(
     handler: Callable[[S, ReqT, CallContext], Awaitable[RespT]],
 ) -> Callable[[S, ReqT, ServicerContext[ReqT, RespT]], Awaitable[RespT]]:
@@ -121,12 +148,15 @@ def unary(
 
     @functools.wraps(handler)
     async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> RespT:
+        if request is UNPARSEABLE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNPARSEABLE_REQUEST)
         call = CallContext(context, _closing_of(self), current_principal())
         try:
             return await handler(self, request, call)
         except Exception as exc:
             await _end_with(context, exc, method)
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return adapted
 
 
@@ -135,8 +165,8 @@ def client_streaming(
 ) -> Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], Awaitable[RespT]]:
     """Adapt a client-streaming handler: ``async def M(self, requests, context) -> Reply``.
 
-    ``requests`` is a :class:`RequestStream` that ends at the client's half-close. Errors
-    are handled as in :func:`unary`.
+    ``requests`` is a [`RequestStream`][grpcstream.RequestStream] that ends at the client's
+    half-close. Errors are handled as in [`unary`][grpcstream.unary].
     """
     method = handler.__qualname__
 
@@ -152,6 +182,7 @@ def client_streaming(
         except Exception as exc:
             await _end_with(context, exc, method)
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return adapted
 
 
@@ -160,25 +191,30 @@ def server_streaming(
 ) -> Callable[[S, ReqT, ServicerContext[ReqT, RespT]], AsyncIterator[RespT]]:
     """Adapt a server-streaming handler: ``async def M(self, request, stream) -> None``.
 
-    ``stream`` is a :class:`ServerStream`: ``send()`` from any number of tasks. Returning
-    ends the RPC with OK once everything sent is written. When the client goes away,
-    pending and later sends raise ``BrokenStreamError`` and spawned producers are
-    cancelled; a handler still running ``CLIENT_GONE_GRACE`` seconds later is cancelled.
-    Errors are handled as in :func:`unary`.
+    ``stream`` is a [`ServerStream`][grpcstream.ServerStream]: ``send()`` from any number of
+    tasks. Returning ends the RPC with OK once everything sent is written. When the client
+    goes away, pending and later sends raise ``BrokenStreamError`` and spawned producers
+    are cancelled; a handler still running ``CLIENT_GONE_GRACE`` seconds later is cancelled.
+    Errors are handled as in [`unary`][grpcstream.unary].
     """
     method = handler.__qualname__
+    response_type = _ResponseType(handler.__name__)
 
     @functools.wraps(handler)
     async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> None:
+        if request is UNPARSEABLE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNPARSEABLE_REQUEST)
         stream = ServerStream(
             context,
             _closing_of(self),
             max_queued=_max_queued_of(self),
             principal=current_principal(),
+            message_type=response_type.of(self),
         )
         body = handler(self, request, stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     # grpc.aio runs coroutine handlers with the reader/writer API; the declared type is
     # what the generated servicer base expects, so the override type-checks.
     return cast(Callable[[S, ReqT, ServicerContext[ReqT, RespT]], AsyncIterator[RespT]], adapted)
@@ -190,9 +226,10 @@ def bidi_streaming(
     """Adapt a bidi handler: ``async def M(self, requests, stream) -> None``.
 
     Read ``requests`` and ``send()`` on ``stream`` concurrently (for instance with
-    ``stream.spawn()``). Behaves like :func:`server_streaming` otherwise.
+    ``stream.spawn()``). Behaves like [`server_streaming`][grpcstream.server_streaming] otherwise.
     """
     method = handler.__qualname__
+    response_type = _ResponseType(handler.__name__)
 
     @functools.wraps(handler)
     async def adapted(
@@ -203,10 +240,12 @@ def bidi_streaming(
             _closing_of(self),
             max_queued=_max_queued_of(self),
             principal=current_principal(),
+            message_type=response_type.of(self),
         )
         body = handler(self, RequestStream(context, idle_timeout=_idle_timeout_of(self)), stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return cast(
         Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]],
         adapted,
