@@ -6,6 +6,7 @@ The public API lives here; everything else is in private modules.
 from __future__ import annotations
 
 from ._base import USE_CLIENT_DEFAULT, StreamState, UseClientDefault
+from ._broadcast import DEFAULT_MAX_ENTRIES, Broadcast, BroadcastStatistics, Policy
 from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._client import MetadataArg, StreamClient, connect
 from ._exceptions import (
@@ -55,6 +56,7 @@ from ._servicer import (
     server_streaming,
     unary,
 )
+from ._subscription import OnGap, Subscription, SubscriptionStatistics
 from ._version import __version__
 
 __all__ = [
@@ -63,6 +65,8 @@ __all__ = [
     "BearerAuth",
     "BearerToken",
     "BidiStream",
+    "Broadcast",
+    "BroadcastStatistics",
     "BrokenStreamError",
     "BusyStreamError",
     "CallContext",
@@ -71,6 +75,7 @@ __all__ = [
     "ClientStream",
     "ClientTLS",
     "DEFAULT_GRACE",
+    "DEFAULT_MAX_ENTRIES",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_QUEUED",
     "DEFAULT_PUBLIC_SERVICES",
@@ -84,8 +89,10 @@ __all__ = [
     "KeepAliveEnforcement",
     "MetadataArg",
     "NotFound",
+    "OnGap",
     "OutOfRange",
     "PermissionDenied",
+    "Policy",
     "RequestStream",
     "ResourceExhausted",
     "ResponseStream",
@@ -102,6 +109,8 @@ __all__ = [
     "StreamServer",
     "StreamServicer",
     "StreamState",
+    "Subscription",
+    "SubscriptionStatistics",
     "USE_CLIENT_DEFAULT",
     "UnaryCall",
     "Unauthenticated",
