@@ -153,6 +153,7 @@ class LogRequest(_message.Message):
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
     FOLLOW_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
     service: _builtins.str
     min_level: Global___Level.ValueType
     after_seq: _builtins.int
@@ -161,6 +162,8 @@ class LogRequest(_message.Message):
     """Keep the stream open and send new entries as they arrive."""
     limit: _builtins.int
     """Stop after this many entries (0 = no limit)."""
+    last: _builtins.int
+    """Start with the last N entries the server holds, then follow (0 = not used)."""
     def __init__(
         self,
         *,
@@ -169,10 +172,11 @@ class LogRequest(_message.Message):
         after_seq: _builtins.int = ...,
         follow: _builtins.bool = ...,
         limit: _builtins.int = ...,
+        last: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "follow", b"follow", "limit", b"limit", "min_level", b"min_level", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "follow", b"follow", "last", b"last", "limit", b"limit", "min_level", b"min_level", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

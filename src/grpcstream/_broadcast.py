@@ -118,6 +118,7 @@ class Broadcast(Generic[T]):
         "_max_entries",
         "_newest",
         "_offset",
+        "_peak",
         "_positions",
         "_room",
         "_size",
@@ -166,6 +167,7 @@ class Broadcast(Generic[T]):
         # Weak: a subscription that is dropped without being closed cannot pin a cursor.
         self._subscribers: weakref.WeakSet[Subscription[T]] = weakref.WeakSet()
         self._blocking: weakref.WeakSet[Subscription[T]] = weakref.WeakSet()
+        self._peak = 0  # most subscribers since the sets were last rebuilt
         self._waiting: set[asyncio.Future[None]] = set()
         self._room: asyncio.Future[None] | None = None
         self._closed = False
@@ -337,6 +339,21 @@ class Broadcast(Generic[T]):
         if self._positions is None:
             return max(oldest, min(position, self._offset + len(self._items)))
         return self._offset + bisect_right(self._positions, position, lo=self._head)
+
+    def _add_subscriber(self, subscription: Subscription[T]) -> None:
+        self._subscribers.add(subscription)
+        if subscription._policy == "block":
+            self._blocking.add(subscription)
+        self._peak = max(self._peak, len(self._subscribers))
+
+    def _shrink(self) -> None:
+        # A set never gives back its table: after a crowd of subscribers has left, rebuild
+        # the sets so that memory follows the subscribers still here, not the peak.
+        count = len(self._subscribers)
+        if self._peak > 64 and count * 4 < self._peak:
+            self._subscribers = weakref.WeakSet(self._subscribers)
+            self._blocking = weakref.WeakSet(self._blocking)
+            self._peak = count
 
     def _wake_publishers(self) -> None:
         room = self._room

@@ -139,9 +139,7 @@ class Subscription(Generic[T]):
                 self._next = log._index_after(after)
                 if self._next == end:
                     self._skip_until = after
-        log._subscribers.add(self)
-        if self._policy == "block":
-            log._blocking.add(self)
+        log._add_subscriber(self)
         self._state = _State.OPEN
 
     def _position_before(self, index: int) -> int:
@@ -164,6 +162,7 @@ class Subscription(Generic[T]):
         if self._policy == "block":
             log._blocking.discard(self)
             log._wake_publishers()
+        log._shrink()
         self._wake()
 
     async def __aenter__(self) -> Self:
