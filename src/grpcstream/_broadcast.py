@@ -398,12 +398,11 @@ class Broadcast(Generic[T]):
 
         Raises:
             ValueError: a bad argument (checked here; ``OutOfRange`` comes on entering).
-            StreamClosedError: the broadcast was closed.
+
+        After ``aclose()`` a subscription still replays what the log holds, then ends.
         """
         from ._subscription import Subscription
 
-        if self._closed:
-            raise StreamClosedError("subscribe() after aclose(): the broadcast has ended")
         if after is not None and last is not None:
             raise ValueError("give after= or last=, not both")
         if after is not None and (not isinstance(after, int) or after < 0):
