@@ -181,7 +181,7 @@ async def test_block_makes_the_publisher_wait_for_the_slowest() -> None:
 
 async def test_block_with_max_lag_and_cancelled_apublish_publishes_nothing() -> None:
     log = Broadcast(LogEntry, max_entries=100)
-    async with log.subscribe(policy="block", max_lag=3) as slow:
+    async with log.subscribe(policy="block", max_lag=3):
         for entry in entries(3):
             log.publish(entry)
         waiting = asyncio.create_task(log.apublish(LogEntry(seq=4)))
@@ -288,7 +288,8 @@ async def test_1000_subscribers_cancelled_at_random_points_leave_nothing_behind(
         tracemalloc.stop()
     assert asyncio.all_tasks() == before_tasks  # no task left behind
     assert log.statistics().subscribers == 0  # no cursor left behind
-    assert not log._waiting and not log._blocking
+    assert not log._waiting
+    assert not log._blocking
     assert all(ref() is None for ref in subs)  # every subscription was freed
     # What grpcstream's code allocated and still holds: the log's list of 200 references
     # and small tables, plus asyncio's free list of future iterators (at most 255 of 40

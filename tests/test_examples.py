@@ -79,20 +79,35 @@ async def test_unary_client_and_server() -> None:
         assert "INVALID_ARGUMENT" in output
 
 
-async def test_logs_demo_survives_a_server_restart() -> None:
-    code, output = await run("examples.logs.demo", "--seconds=5", "--plain")
+async def test_logs_demo_three_viewers_on_one_broadcast() -> None:
+    code, output = await run("examples.logs.demo", "--seconds=6", "--last=10")
     assert code == 0, output
-    summary = re.search(
-        r"received (\d+) entries, (\d+) gaps, (\d+) duplicates, (\d+) reconn", output
-    )
-    assert summary, output
-    received, gaps, duplicates, reconnects = map(int, summary.groups())
-    assert received > 0
+    counts = {
+        name: tuple(map(int, found))
+        for name, *found in re.findall(
+            r"(late|slow|reconnecting) viewer: +received (\d+) entries, (\d+) gaps?,"
+            r" (\d+) duplicates, (\d+) reconnects?",
+            output,
+        )
+    }
+    assert set(counts) == {"late", "slow", "reconnecting"}, output
+    received, gaps, duplicates, reconnects = counts["late"]
+    assert received >= 10
+    assert (gaps, duplicates) == (0, 0)
+    received, gaps, duplicates, reconnects = counts["reconnecting"]
     assert (gaps, duplicates) == (0, 0)
     assert reconnects >= 1
-    assert "server exit codes: 0, 0" in output
-    seqs = [int(line.split()[0]) for line in output.splitlines() if line[:7].strip().isdigit()]
-    assert seqs == list(range(1, len(seqs) + 1))  # every line once, in order
+    received, gaps, duplicates, reconnects = counts["slow"]
+    assert duplicates == 0
+    assert gaps >= 1
+    dropped = re.search(r"dropped (\d+) entries \(drop_oldest", output)
+    assert dropped, output
+    assert int(dropped.group(1)) > 0
+    assert "server exit code: 0" in output
+    # The late viewer's first screen: the last 10 lines, consecutive.
+    screen = output.split("the last 10 lines:\n", 1)[1].splitlines()[:10]
+    seqs = [int(line.split()[0]) for line in screen]
+    assert seqs == list(range(seqs[0], seqs[0] + 10))
 
 
 async def test_logs_server_tails_a_file_and_resumes(tmp_path: Path) -> None:

@@ -154,6 +154,7 @@ class LogRequest(_message.Message):
     FOLLOW_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
     LAST_FIELD_NUMBER: _builtins.int
+    MAX_LAG_FIELD_NUMBER: _builtins.int
     service: _builtins.str
     min_level: Global___Level.ValueType
     after_seq: _builtins.int
@@ -164,6 +165,8 @@ class LogRequest(_message.Message):
     """Stop after this many entries (0 = no limit)."""
     last: _builtins.int
     """Start with the last N entries the server holds, then follow (0 = not used)."""
+    max_lag: _builtins.int
+    """Skip ahead (and lose entries) when further behind than this (0 = as far as the log holds)."""
     def __init__(
         self,
         *,
@@ -173,10 +176,11 @@ class LogRequest(_message.Message):
         follow: _builtins.bool = ...,
         limit: _builtins.int = ...,
         last: _builtins.int = ...,
+        max_lag: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "follow", b"follow", "last", b"last", "limit", b"limit", "min_level", b"min_level", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "follow", b"follow", "last", b"last", "limit", b"limit", "max_lag", b"max_lag", "min_level", b"min_level", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
