@@ -11,7 +11,8 @@ import weakref
 import pytest
 
 import grpcstream
-from grpcstream import Broadcast, Subscription
+from grpcstream import Broadcast
+from grpcstream._broadcast import Policy, Subscription
 from grpcstream_demo.logs_pb2 import LogEntry
 
 from .conftest import WAIT
@@ -224,7 +225,7 @@ async def test_iterating_without_async_with_frees_the_cursor_at_the_end() -> Non
 async def test_100_subscribers_get_exactly_1_to_n_of_100k_entries() -> None:
     total, readers = 100_000, 100
     log = Broadcast(LogEntry, max_entries=1_000)
-    policies: list[grpcstream.Policy] = ["block", "disconnect"]
+    policies: list[Policy] = ["block", "disconnect"]
     subs = [log.subscribe(after=0, policy=policies[i % 2]) for i in range(readers)]
 
     async def consume(sub: Subscription[LogEntry]) -> tuple[int, bool]:

@@ -11,6 +11,7 @@ import pytest
 
 import grpcstream
 from grpcstream import Broadcast
+from grpcstream._broadcast import Policy
 from grpcstream.testing import RunningServer, serve
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import (
@@ -50,7 +51,7 @@ class BroadcastLogs(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer)
     async def StreamLogs(
         self, request: LogRequest, stream: grpcstream.ServerStream[LogEntry]
     ) -> None:
-        policy: grpcstream.Policy = (
+        policy: Policy = (
             "drop_oldest" if not request.service else request.service  # type: ignore[assignment]
         )
         self.active += 1

@@ -6,7 +6,7 @@ The public API lives here; everything else is in private modules.
 from __future__ import annotations
 
 from ._base import USE_CLIENT_DEFAULT, StreamState, UseClientDefault
-from ._broadcast import DEFAULT_MAX_ENTRIES, Broadcast, BroadcastStatistics, Policy
+from ._broadcast import DEFAULT_MAX_ENTRIES, Broadcast, BroadcastStatistics
 from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._client import MetadataArg, StreamClient, connect
 from ._exceptions import (
@@ -56,7 +56,7 @@ from ._servicer import (
     server_streaming,
     unary,
 )
-from ._subscription import OnGap, Subscription, SubscriptionStatistics
+from ._subscription import Subscription, SubscriptionStatistics
 from ._version import __version__
 
 __all__ = [
@@ -89,10 +89,8 @@ __all__ = [
     "KeepAliveEnforcement",
     "MetadataArg",
     "NotFound",
-    "OnGap",
     "OutOfRange",
     "PermissionDenied",
-    "Policy",
     "RequestStream",
     "ResourceExhausted",
     "ResponseStream",

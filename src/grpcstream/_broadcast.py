@@ -445,7 +445,11 @@ class Broadcast(Generic[T]):
 
         Args:
             stream: the handler's ``ServerStream``.
-            after, last, policy, max_lag, on_gap: as :meth:`subscribe`.
+            after: as :meth:`subscribe`.
+            last: as :meth:`subscribe`.
+            policy: as :meth:`subscribe`.
+            max_lag: as :meth:`subscribe`.
+            on_gap: as :meth:`subscribe`.
             where: only entries for which it returns True are sent.
             limit: return after sending this many entries.
 
