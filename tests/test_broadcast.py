@@ -11,8 +11,8 @@ import weakref
 import pytest
 
 import grpcstream
-from grpcstream import Broadcast
-from grpcstream._broadcast import Policy, Subscription
+from grpcstream import Broadcast, Subscription
+from grpcstream._broadcast import Policy
 from grpcstream_demo.logs_pb2 import LogEntry
 
 from .conftest import WAIT
