@@ -5,9 +5,10 @@ and evicting are amortised O(1)). A subscriber is an integer cursor into it, not
 more: publishing never copies an entry per subscriber and never walks the subscribers.
 Memory is the log plus a small constant per subscriber, however far behind they are.
 
-Subscribers that have caught up park on a future of their own; ``publish()`` resolves the
-futures parked since the previous publish and empties that set, so a burst of publishes
-costs one wake-up per waiting subscriber, not one per entry. A subscriber that falls
+Subscribers that have caught up park on a future of their own; ``publish()`` schedules
+one callback (once per burst) that resolves the futures parked so far and empties that
+set, so publishing stays O(1) and a burst costs one wake-up per waiting subscriber, not
+one per entry. A subscriber that falls
 behind finds out when it next reads (its cursor is older than the log, or further behind
 than ``max_lag``) and applies its policy then; only ``block`` subscribers are consulted
 by the publisher, because they hold entries back from eviction.
@@ -125,6 +126,7 @@ class Broadcast(Generic[T]):
         "_sizes",
         "_subscribers",
         "_type",
+        "_wake_pending",
         "_waiting",
         "_watches",
     )
@@ -169,6 +171,7 @@ class Broadcast(Generic[T]):
         self._blocking: weakref.WeakSet[Subscription[T]] = weakref.WeakSet()
         self._peak = 0  # most subscribers since the sets were last rebuilt
         self._waiting: set[asyncio.Future[None]] = set()
+        self._wake_pending = False
         self._room: asyncio.Future[None] | None = None
         self._closed = False
         self._watches: dict[asyncio.Event, _ClosingWatch] = {}
@@ -179,7 +182,8 @@ class Broadcast(Generic[T]):
         """Append ``entry`` to the log and wake the subscribers waiting for it.
 
         O(1) whatever the number of subscribers (plus one check per ``block`` subscriber).
-        Never waits.
+        Never waits. Subscribers waiting for it are woken right after the current burst
+        of publishes. Not thread-safe: call it from the event loop's thread.
 
         Args:
             entry: the entry; it is shared with every subscriber, not copied, so do not
@@ -304,6 +308,14 @@ class Broadcast(Generic[T]):
         self._newest = position
         if drop:
             self._evict(drop)
+        if self._waiting and not self._wake_pending:
+            # The wake-ups run once, after this burst of publishes, not inside publish():
+            # publish stays O(1) and a burst costs one wake-up per waiting subscriber.
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._wake_waiting)
+
+    def _wake_waiting(self) -> None:
+        self._wake_pending = False
         waiting = self._waiting
         if waiting:
             self._waiting = set()
