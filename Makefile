@@ -47,9 +47,11 @@ docs: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.broadcast
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
+	$(BIN)/python -m benchmarks.broadcast --quick
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache
