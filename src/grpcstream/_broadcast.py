@@ -126,8 +126,8 @@ class Broadcast(Generic[T]):
         "_sizes",
         "_subscribers",
         "_type",
-        "_wake_pending",
         "_waiting",
+        "_wake_pending",
         "_watches",
     )
 
