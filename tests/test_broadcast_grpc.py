@@ -237,7 +237,11 @@ async def test_slow_block_subscriber_holds_the_publisher_and_loses_nothing() -> 
                 slow.server_stream(
                     slow.stub.StreamLogs, LogRequest(after_seq=0, service="block")
                 ) as lagging,
-                fast.server_stream(fast.stub.StreamLogs, LogRequest(after_seq=0)) as others,
+                # Lossless too, so that a loaded machine cannot make it drop: it must get
+                # every entry published while the slow one holds the publisher back.
+                fast.server_stream(
+                    fast.stub.StreamLogs, LogRequest(after_seq=0, service="block")
+                ) as others,
             ):
                 async with asyncio.timeout(WAIT * 3):
                     await servicer.wait_for_handlers(2)
