@@ -81,7 +81,7 @@ async def test_unary_client_and_server() -> None:
         assert "INVALID_ARGUMENT" in output
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # over 5 s (pytest --durations)
 async def test_logs_demo_three_viewers_on_one_broadcast() -> None:
     code, output = await run("examples.logs.demo", "--seconds=6", "--last=10")
     assert code == 0, output
