@@ -38,12 +38,12 @@ __all__ = [
 T = TypeVar("T")
 
 Policy = Literal["drop_oldest", "disconnect", "block"]
-"""What happens to a subscriber that falls behind (see :meth:`Broadcast.subscribe`)."""
+"""What happens to a subscriber that falls behind (see ``Broadcast.subscribe()``)."""
 
 POLICIES: Final = ("drop_oldest", "disconnect", "block")
 
 DEFAULT_MAX_ENTRIES: Final = 10_000
-"""Default bound of a :class:`Broadcast` log, in entries."""
+"""Default bound of a [`Broadcast`][grpcstream.Broadcast] log, in entries."""
 
 PUBLISH_AFTER_CLOSE = "publish() after aclose(): the broadcast has ended and nothing was published"
 BLOCKED = (
@@ -55,7 +55,7 @@ _COMPACT_AT: Final = 1024  # head offset at which the list is compacted (when ha
 
 
 class BroadcastStatistics(NamedTuple):
-    """A snapshot of a :class:`Broadcast`, from ``statistics()``.
+    """A snapshot of a [`Broadcast`][grpcstream.Broadcast], from ``statistics()``.
 
     Attributes:
         entries: entries held in the log now.
@@ -457,11 +457,11 @@ class Broadcast(Generic[T]):
 
         Args:
             stream: the handler's ``ServerStream``.
-            after: as :meth:`subscribe`.
-            last: as :meth:`subscribe`.
-            policy: as :meth:`subscribe`.
-            max_lag: as :meth:`subscribe`.
-            on_gap: as :meth:`subscribe`.
+            after: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            last: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            policy: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            max_lag: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            on_gap: as [`subscribe()`][grpcstream.Broadcast.subscribe].
             where: only entries for which it returns True are sent.
             limit: return after sending this many entries.
 

@@ -56,10 +56,11 @@ class _State(enum.Enum):
 
 
 class Subscription(Generic[T]):
-    """One subscriber of a :class:`Broadcast`: a cursor into its log.
+    """One subscriber of a [`Broadcast`][grpcstream.Broadcast]: a cursor into its log.
 
-    Made by :meth:`Broadcast.subscribe`. Use it as ``async with ... as sub`` and iterate
-    it; only one task may iterate a subscription at a time. It holds no entries of its
+    Made by [`Broadcast.subscribe()`][grpcstream.Broadcast.subscribe]. Use it as
+    ``async with ... as sub`` and iterate it; only one task may iterate a subscription
+    at a time. It holds no entries of its
     own, so a slow subscriber costs memory only through the log, which is bounded.
 
     Cancellation: cancelling a task waiting in ``__anext__`` loses nothing; the cursor
