@@ -22,6 +22,8 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NamedTuple, TypeVar
 
+from typing_extensions import override
+
 from ._exceptions import StreamClosedError, WouldBlock
 
 if TYPE_CHECKING:
@@ -524,6 +526,7 @@ class Broadcast(Generic[T]):
             max_bytes=self._max_bytes,
         )
 
+    @override
     def __repr__(self) -> str:
         stats = self.statistics()
         return (

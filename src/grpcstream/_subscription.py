@@ -7,6 +7,8 @@ import enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Generic, Literal, NamedTuple, TypeVar
 
+from typing_extensions import override
+
 from ._exceptions import OutOfRange, ResourceExhausted, UsageError
 
 if TYPE_CHECKING:
@@ -292,6 +294,7 @@ class Subscription(Generic[T]):
             policy=self._policy,
         )
 
+    @override
     def __repr__(self) -> str:
         return (
             f"<Subscription {self._state.value} policy={self._policy}"
