@@ -112,7 +112,12 @@ EXPECTED: dict[str, list[str]] = {
         "followed: api 1",
         "followed: api 3",
     ],
-    "errors": ["api: True", "missing: None"],
+    "errors": [
+        "api: True",
+        "missing: None",
+        "final status: ok",
+        "relayed: NotFound(code=NOT_FOUND, details='no such log')",
+    ],
     "half_close": [
         "send after close_send: StreamClosedError",
         "received: 1",
