@@ -8,12 +8,13 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
 
 import grpc
 import grpc.aio
 
 from ._base import USE_CLIENT_DEFAULT, UseClientDefault
+from ._batching import BatchedCall, Batching, Packer
 from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._exceptions import RpcError, StreamClosedError
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, ChannelOption, KeepAlive, message_size_options
@@ -30,6 +31,8 @@ __all__ = ["MetadataArg", "StreamClient", "connect"]
 StubT = TypeVar("StubT")
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
+BatchT = TypeVar("BatchT")
+EntryT = TypeVar("EntryT")
 
 MetadataArg = Sequence[tuple[str, str | bytes]]
 """Metadata as callers pass it: a sequence of ``(key, value)`` pairs; keys are lowercase."""
@@ -242,16 +245,43 @@ class StreamClient(Generic[StubT]):
         token = asyncio.ensure_future(auth)
         return self._track(UnaryCall.opening(name, token, start, self._forget))
 
+    @overload
     def server_stream(
         self,
         method: grpc.aio.UnaryStreamMultiCallable[ReqT, RespT],
         request: ReqT,
         *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        resume: Callable[[ReqT, RespT], ReqT] | None = ...,
+        batching: None = ...,
+    ) -> ResponseStream[RespT]: ...
+
+    @overload
+    def server_stream(
+        self,
+        method: grpc.aio.UnaryStreamMultiCallable[ReqT, BatchT],
+        request: ReqT,
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        resume: Callable[[ReqT, EntryT], ReqT] | None = ...,
+        batching: Batching[BatchT, EntryT],
+    ) -> ResponseStream[EntryT]: ...
+
+    def server_stream(
+        self,
+        method: grpc.aio.UnaryStreamMultiCallable[ReqT, Any],
+        request: ReqT,
+        *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        resume: Callable[[ReqT, RespT], ReqT] | None = None,
-    ) -> ResponseStream[RespT]:
+        resume: Callable[[ReqT, Any], ReqT] | None = None,
+        batching: Batching[Any, Any] | None = None,
+    ) -> ResponseStream[Any]:
         """Start a server-streaming call; use the result as ``async with ... as entries``.
 
         Nothing is sent until the block is entered. See :class:`ResponseStream`.
@@ -263,12 +293,17 @@ class StreamClient(Generic[StubT]):
                 the stream after ``last_response`` (for example with ``after_seq``); with
                 it, failures after partial delivery are retried with no loss and no
                 duplicates.
+            batching: the method's responses are batches of this :class:`Batching`:
+                iteration yields their entries one by one, and ``resume`` receives the
+                last *entry*, so a resumed stream continues right after it.
 
         Raises:
             StreamClosedError: the client was closed.
             ValueError: a ``timeout`` that is not a positive number (or None), or a
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
-            TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+            TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs,
+                or ``batching`` that is not a ``Batching``.
+            UsageError: ``batching`` names a batch type the method does not return.
         """
         self._check_open()
         timeout_s = self._timeout_for(timeout)
@@ -276,13 +311,18 @@ class StreamClient(Generic[StubT]):
 
         policy = self._retry_for(retry)
         name = _method_name(method)
+        if batching is not None:
+            _check_batching(batching)._check_call(name, "server_stream")
 
         async def open_call(
-            last: RespT | None, attempt_timeout: float | None
-        ) -> grpc.aio.UnaryStreamCall[Any, RespT]:
+            last: Any | None, attempt_timeout: float | None
+        ) -> grpc.aio.UnaryStreamCall[Any, Any]:
             metadata = await self._attempt_metadata(call_metadata)
             message = request if last is None or resume is None else resume(request, last)
-            return method(message, timeout=attempt_timeout, metadata=metadata)
+            call = method(message, timeout=attempt_timeout, metadata=metadata)
+            if batching is None:
+                return call
+            return BatchedCall(call, batching, requests=False, responses=True)  # type: ignore[return-value]
 
         retrier = None if policy is None else Retrier(policy, name, timeout_s)
         stream = ResponseStream(
@@ -295,22 +335,51 @@ class StreamClient(Generic[StubT]):
         )
         return self._track(stream)
 
+    @overload
     def client_stream(
         self,
         method: grpc.aio.StreamUnaryMultiCallable[ReqT, RespT],
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        max_queued: int | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        batching: None = ...,
+    ) -> ClientStream[ReqT, RespT]: ...
+
+    @overload
+    def client_stream(
+        self,
+        method: grpc.aio.StreamUnaryMultiCallable[BatchT, RespT],
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        max_queued: int | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        batching: Batching[BatchT, EntryT],
+    ) -> ClientStream[EntryT, RespT]: ...
+
+    def client_stream(
+        self,
+        method: grpc.aio.StreamUnaryMultiCallable[Any, RespT],
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
         max_queued: int | UseClientDefault = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
-    ) -> ClientStream[ReqT, RespT]:
+        batching: Batching[Any, Any] | None = None,
+    ) -> ClientStream[Any, RespT]:
         """Start a client-streaming call; use the result as ``async with ... as upload``.
 
         Args:
-            max_queued: this stream's send-queue bound (default: the client's).
+            max_queued: this stream's send-queue bound (default: the client's, or
+                ``batching.max_queued`` entries with ``batching``).
             retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry). The
                 call is replayed on a new attempt while everything sent fits
                 ``RetryPolicy.replay_buffer_bytes`` and no response has arrived.
+            batching: the method's requests are batches of this :class:`Batching`:
+                ``send()`` takes entries, and the writer packs everything queued into
+                each batch.
 
         Raises:
             StreamClosedError: the client was closed.
@@ -318,9 +387,10 @@ class StreamClient(Generic[StubT]):
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
             ValueError: ``max_queued`` below 1.
+            UsageError: ``batching`` names a batch type the method does not take.
         """
-        setup = self._sender_setup(method, timeout, metadata, max_queued, retry)
-        stream: ClientStream[ReqT, RespT] = ClientStream(
+        setup = self._sender_setup(method, timeout, metadata, max_queued, retry, batching)
+        stream: ClientStream[Any, RespT] = ClientStream(
             setup.name,
             setup.open_call,
             self._forget,
@@ -329,18 +399,72 @@ class StreamClient(Generic[StubT]):
             replay_limit=setup.replay_limit,
             timeout=setup.timeout,
         )
+        stream._packer = setup.packer
         return self._track(stream)
 
+    @overload
     def bidi_stream(
         self,
         method: grpc.aio.StreamStreamMultiCallable[ReqT, RespT],
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        max_queued: int | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        resume: Callable[[RespT], Iterable[ReqT]] | None = ...,
+        batching: None = ...,
+    ) -> BidiStream[ReqT, RespT]: ...
+
+    @overload
+    def bidi_stream(
+        self,
+        method: grpc.aio.StreamStreamMultiCallable[BatchT, BatchT],
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        max_queued: int | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        resume: Callable[[EntryT], Iterable[EntryT]] | None = ...,
+        batching: Batching[BatchT, EntryT],
+    ) -> BidiStream[EntryT, EntryT]: ...
+
+    @overload
+    def bidi_stream(
+        self,
+        method: grpc.aio.StreamStreamMultiCallable[ReqT, BatchT],
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        max_queued: int | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        resume: Callable[[EntryT], Iterable[ReqT]] | None = ...,
+        batching: Batching[BatchT, EntryT],
+    ) -> BidiStream[ReqT, EntryT]: ...
+
+    @overload
+    def bidi_stream(
+        self,
+        method: grpc.aio.StreamStreamMultiCallable[BatchT, RespT],
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        max_queued: int | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        resume: Callable[[RespT], Iterable[EntryT]] | None = ...,
+        batching: Batching[BatchT, EntryT],
+    ) -> BidiStream[EntryT, RespT]: ...
+
+    def bidi_stream(
+        self,
+        method: grpc.aio.StreamStreamMultiCallable[Any, Any],
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
         max_queued: int | UseClientDefault = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        resume: Callable[[RespT], Iterable[ReqT]] | None = None,
-    ) -> BidiStream[ReqT, RespT]:
+        resume: Callable[[Any], Iterable[Any]] | None = None,
+        batching: Batching[Any, Any] | None = None,
+    ) -> BidiStream[Any, Any]:
         """Start a bidirectional call; use the result as ``async with ... as follow``.
 
         Args:
@@ -350,6 +474,8 @@ class StreamClient(Generic[StubT]):
             resume: ``resume(last_response)`` returns the messages that re-open the
                 conversation on a new attempt; with it, failures after responses arrived
                 are retried too.
+            batching: applies to each direction whose wire type is the batch type:
+                ``send()`` takes entries and/or iteration yields entries.
 
         Raises:
             StreamClosedError: the client was closed.
@@ -357,9 +483,11 @@ class StreamClient(Generic[StubT]):
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
             ValueError: ``max_queued`` below 1.
+            UsageError: ``batching`` names a batch type the method carries in neither
+                direction.
         """
-        setup = self._sender_setup(method, timeout, metadata, max_queued, retry)
-        stream: BidiStream[ReqT, RespT] = BidiStream(
+        setup = self._sender_setup(method, timeout, metadata, max_queued, retry, batching)
+        stream: BidiStream[Any, Any] = BidiStream(
             setup.name,
             setup.open_call,
             self._forget,
@@ -369,6 +497,7 @@ class StreamClient(Generic[StubT]):
             timeout=setup.timeout,
             resume=resume,
         )
+        stream._packer = setup.packer
         return self._track(stream)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -445,19 +574,34 @@ class StreamClient(Generic[StubT]):
         metadata: MetadataArg | UseClientDefault,
         max_queued: int | UseClientDefault,
         retry: RetryPolicy | UseClientDefault | None,
+        batching: Batching[Any, Any] | None = None,
     ) -> _SenderSetup[_CallT]:
         """What ``client_stream()`` and ``bidi_stream()`` build their handles from."""
         self._check_open()
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
+        name = _method_name(method)
+        requests = responses = False
+        if batching is not None:
+            pattern = (
+                "bidi_stream"
+                if isinstance(method, grpc.aio.StreamStreamMultiCallable)
+                else "client_stream"
+            )
+            requests, responses = _check_batching(batching)._check_call(name, pattern)
 
         async def open_call(attempt_timeout: float | None) -> _CallT:
             call_options = await self._attempt_metadata(call_metadata)
-            return method(timeout=attempt_timeout, metadata=call_options)
+            call = method(timeout=attempt_timeout, metadata=call_options)
+            if batching is None:
+                return call
+            return BatchedCall(call, batching, requests=requests, responses=responses)  # type: ignore[return-value]
 
-        bound = self._max_queued_for(max_queued)
+        if batching is not None and requests and isinstance(max_queued, UseClientDefault):
+            bound = batching.max_queued
+        else:
+            bound = self._max_queued_for(max_queued)
         policy = self._retry_for(retry)
-        name = _method_name(method)
         return _SenderSetup(
             name=name,
             open_call=open_call,
@@ -465,6 +609,7 @@ class StreamClient(Generic[StubT]):
             retrier=None if policy is None else Retrier(policy, name, timeout_s),
             replay_limit=0 if policy is None else policy.replay_buffer_bytes,
             timeout=timeout_s,
+            packer=batching._packer() if batching is not None and requests else None,
         )
 
     def _retry_for(self, retry: RetryPolicy | UseClientDefault | None) -> RetryPolicy | None:
@@ -494,6 +639,7 @@ class _SenderSetup(Generic[_CallT]):
     retrier: Retrier | None
     replay_limit: int
     timeout: float | None
+    packer: Packer[Any, Any] | None = None
 
 
 CallMetadata = tuple[tuple[str, str | bytes], ...]
@@ -510,6 +656,12 @@ async def _fresh_auth(metadata: CallMetadata | None, auth: BearerToken) -> CallM
     if not isinstance(fetched, tuple):
         fetched = bearer_metadata(await fetched)
     return _with_auth(metadata, fetched)
+
+
+def _check_batching(batching: object) -> Batching[Any, Any]:
+    if not isinstance(batching, Batching):
+        raise TypeError(f"batching must be a grpcstream.Batching or None, got {batching!r}")
+    return batching
 
 
 def _check_timeout(timeout: float | None) -> None:

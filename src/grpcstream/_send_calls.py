@@ -42,6 +42,8 @@ from ._send_queue import SendQueue, SendQueueStatistics
 if TYPE_CHECKING:
     from typing import Self
 
+    from ._batching import Packer
+
 __all__ = ["BidiStream", "ClientStream"]
 
 ReqT = TypeVar("ReqT")
@@ -60,6 +62,7 @@ class _Sender(CallHandle, Generic[ReqT]):
         "_half_closed",
         "_max_queued",
         "_open_call",
+        "_packer",
         "_queue",
         "_reopen_lock",
         "_replay",
@@ -92,6 +95,7 @@ class _Sender(CallHandle, Generic[ReqT]):
         self._generation = 0
         self._half_closed = False
         self._reopen_lock: asyncio.Lock | None = None
+        self._packer: Packer[Any, ReqT] | None = None  # set by StreamClient for batching=
 
     async def __aenter__(self) -> Self:
         await self._start()
@@ -120,6 +124,7 @@ class _Sender(CallHandle, Generic[ReqT]):
             done_writing=done_writing,
             max_size=self._max_queued,
             name=f"grpcstream-writer {self._method_name}",
+            packer=self._packer,
         )
         call.add_done_callback(self._call_done)
 

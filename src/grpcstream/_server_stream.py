@@ -22,6 +22,8 @@ from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
 if TYPE_CHECKING:
     from typing import Self
 
+    from ._batching import Packer
+
 __all__ = ["CallContext", "RequestStream", "ServerStream"]
 
 RespT = TypeVar("RespT")
@@ -138,6 +140,7 @@ class ServerStream(CallContext, Generic[RespT]):
         closing: the server's drain event.
         max_queued: the send-queue bound (``DEFAULT_MAX_QUEUED``).
         principal: the authenticated caller, if any.
+        packer: set by ``batching=``: entries are sent in batches.
     """
 
     __slots__ = ("_handler_task", "_producer_error", "_producers", "_queue")
@@ -149,6 +152,7 @@ class ServerStream(CallContext, Generic[RespT]):
         *,
         max_queued: int = DEFAULT_MAX_QUEUED,
         principal: object = None,
+        packer: Packer[Any, RespT] | None = None,
     ) -> None:
         super().__init__(context, closing, principal)
         write = context.write
@@ -164,7 +168,7 @@ class ServerStream(CallContext, Generic[RespT]):
                 raise
 
         self._queue: SendQueue[RespT] = SendQueue(
-            write_or_break, max_size=max_queued, name="grpcstream-server-writer"
+            write_or_break, max_size=max_queued, name="grpcstream-server-writer", packer=packer
         )
         self._producers: set[asyncio.Task[None]] = set()
         self._producer_error: BaseException | None = None
