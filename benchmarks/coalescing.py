@@ -399,54 +399,32 @@ def _median(values: list[float]) -> float | None:
     return float(statistics.median(values)) if values else None
 
 
-def summarize_coalescing(runs: list[dict[str, object]]) -> list[dict[str, object]]:
+def summarize_coalescing(raw_runs: list[dict[str, object]]) -> list[dict[str, object]]:
     """One row per scenario and variant: medians of rate, batch size, CPU and latency."""
+    runs = [CoalescingRun(**run) for run in raw_runs]  # type: ignore[arg-type]
     rows: list[dict[str, object]] = []
     for scenario in SCENARIOS:
         for variant in _variants(scenario):
-            mine = [r for r in runs if r["scenario"] == scenario and r["variant"] == variant]
+            mine = [
+                r for r in runs if r.scenario == scenario and r.variant == variant and r.entries
+            ]
             if not mine:
                 continue
-
-            def med(key: str, runs_: list[dict[str, object]] = mine) -> float | None:
-                values = [float(r[key]) for r in runs_ if r.get(key) is not None]  # type: ignore[arg-type]
-                return _median(values)
-
-            rate = _median([float(r["entries"]) / float(r["elapsed_s"]) for r in mine])  # type: ignore[arg-type]
+            rates = [r.entries / r.elapsed_s for r in mine]
             row: dict[str, object] = {
                 "scenario": scenario,
                 "variant": variant,
-                "entries_per_s": rate,
-                "rates": [float(r["entries"]) / float(r["elapsed_s"]) for r in mine],  # type: ignore[arg-type]
-                "p50_us": med("p50_us"),
-                "p99_us": med("p99_us"),
-                "client_cpu_us": _median(
-                    [
-                        float(r["client_cpu_s"]) / float(r["entries"]) * 1e6
-                        for r in mine
-                        if r["entries"]
-                    ]  # type: ignore[arg-type]
-                ),
-                "server_cpu_us": _median(
-                    [
-                        float(r["server_cpu_s"]) / float(r["entries"]) * 1e6
-                        for r in mine
-                        if r["entries"]
-                    ]  # type: ignore[arg-type]
-                ),
+                "entries_per_s": _median(rates),
+                "rates": rates,
+                "p50_us": _median([r.p50_us for r in mine if r.p50_us is not None]),
+                "p99_us": _median([r.p99_us for r in mine if r.p99_us is not None]),
+                "client_cpu_us": _median([r.client_cpu_s / r.entries * 1e6 for r in mine]),
+                "server_cpu_us": _median([r.server_cpu_s / r.entries * 1e6 for r in mine]),
                 "mean_batch_sent": _median(
-                    [
-                        float(r["entries"]) / float(r["batches_sent"])
-                        for r in mine
-                        if r.get("batches_sent")
-                    ]  # type: ignore[arg-type]
+                    [r.entries / r.batches_sent for r in mine if r.batches_sent]
                 ),
                 "mean_batch_back": _median(
-                    [
-                        float(r["entries"]) / float(r["batches_back"])
-                        for r in mine
-                        if r.get("batches_back")
-                    ]  # type: ignore[arg-type]
+                    [r.entries / r.batches_back for r in mine if r.batches_back]
                 ),
             }
             rows.append(row)

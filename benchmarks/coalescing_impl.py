@@ -142,7 +142,7 @@ class RawBench(bench_pb2_grpc.LogBenchServicer):
     def __init__(self) -> None:
         self._last = bench_pb2.StreamStatistics()
 
-    async def StreamEntries(  # type: ignore[override]
+    async def StreamEntries(
         self, request: LogRequest, context: aio.ServicerContext[object, object]
     ) -> AsyncIterator[LogEntry]:
         mode, value = _mode(request)
@@ -162,7 +162,7 @@ class RawBench(bench_pb2_grpc.LogBenchServicer):
             received += 1
         return UploadSummary(received=received)
 
-    async def EchoEntries(  # type: ignore[override]
+    async def EchoEntries(
         self,
         request_iterator: AsyncIterator[LogEntry],
         context: aio.ServicerContext[object, object],
