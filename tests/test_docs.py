@@ -41,7 +41,8 @@ DOCS = REPO_ROOT / "docs"
 EXPECTED: dict[str, list[str]] = {
     "backpressure": [
         "uploaded: 1000",
-        "statistics: SendQueueStatistics(queued=8, sent=0, max_size=8, waiting_senders=0, batches=0)",
+        "statistics: SendQueueStatistics(queued=8, sent=0, max_size=8, waiting_senders=0, "
+        "batches=0)",
         "sent 8, dropped 92",
     ],
     "cancellation": [

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import assert_type
 
+import pytest
+
 import grpcstream
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import FollowRequest, LogBatch, LogEntry, LogRequest, UploadSummary
@@ -46,7 +48,8 @@ async def test_batched_calls_and_handlers_are_typed_by_entry() -> None:
         async with client.client_stream(stub.UploadLogBatches, batching=LOG_BATCHES) as upload:
             assert_type(upload, grpcstream.ClientStream[LogEntry, UploadSummary])
             await upload.send(LogEntry(seq=1))
-            await upload.send(LogBatch())  # type: ignore[arg-type]
+            with pytest.raises(TypeError, match="sends LogEntry entries"):
+                await upload.send(LogBatch())  # type: ignore[arg-type]
             assert_type(upload.statistics().mean_batch_size, float)
             summary = await upload.close_and_receive()
         assert summary.received == 1  # the misplaced LogBatch was refused, nothing sent
