@@ -140,7 +140,7 @@ class RawBench(bench_pb2_grpc.LogBenchServicer):
     """Plain grpc.aio: per-message methods written idiomatically, batch methods by hand."""
 
     def __init__(self) -> None:
-        self._last = bench_pb2.StreamStatistics()
+        self._last: AdaptiveBatcher | None = None  # read live: a cancelled stream never ends
 
     async def StreamEntries(
         self, request: LogRequest, context: aio.ServicerContext[object, object]
@@ -176,7 +176,7 @@ class RawBench(bench_pb2_grpc.LogBenchServicer):
         mode, value = _mode(request)
         if mode == "producers":
             await context.abort(grpc.StatusCode.UNIMPLEMENTED, "measured with grpcstream only")
-        batcher = AdaptiveBatcher(context.write)
+        batcher = self._last = AdaptiveBatcher(context.write)
         start = time.perf_counter()
         add = batcher.add
         for seq in range(1, request.limit + 1):
@@ -184,7 +184,6 @@ class RawBench(bench_pb2_grpc.LogBenchServicer):
                 await pace(seq, start, value)
             await add(build_entry(seq))
         await batcher.close()
-        self._last = bench_pb2.StreamStatistics(entries=batcher.entries, batches=batcher.batches)
 
     async def UploadBatches(
         self,
@@ -202,18 +201,20 @@ class RawBench(bench_pb2_grpc.LogBenchServicer):
         request_iterator: AsyncIterator[LogBatch],
         context: aio.ServicerContext[object, object],
     ) -> None:
-        batcher = AdaptiveBatcher(context.write)
+        batcher = self._last = AdaptiveBatcher(context.write)
         add = batcher.add
         async for batch in request_iterator:
             for entry in batch.entries:
                 await add(entry)
         await batcher.close()
-        self._last = bench_pb2.StreamStatistics(entries=batcher.entries, batches=batcher.batches)
 
     async def LastStream(
         self, request: bench_pb2.StatisticsRequest, context: aio.ServicerContext[object, object]
     ) -> bench_pb2.StreamStatistics:
-        return self._last
+        last = self._last
+        if last is None:
+            return bench_pb2.StreamStatistics()
+        return bench_pb2.StreamStatistics(entries=last.entries, batches=last.batches)
 
 
 class GrpcstreamBench(grpcstream.StreamServicer, bench_pb2_grpc.LogBenchServicer):
@@ -277,7 +278,7 @@ class GrpcstreamBench(grpcstream.StreamServicer, bench_pb2_grpc.LogBenchServicer
     ) -> bench_pb2.StreamStatistics:
         if self._last is None:
             return bench_pb2.StreamStatistics()
-        statistics = self._last.statistics()  # the stream has ended: these are final
+        statistics = self._last.statistics()
         return bench_pb2.StreamStatistics(entries=statistics.sent, batches=statistics.batches)
 
     async def _produce(

@@ -39,7 +39,7 @@ __all__ = [
 BatchT = TypeVar("BatchT")
 EntryT = TypeVar("EntryT")
 
-DEFAULT_BATCH_MAX_ENTRIES = 1024
+DEFAULT_BATCH_MAX_ENTRIES = 256
 """Default upper bound of entries per batch (and of a batched stream's send queue)."""
 
 _WIRE_TYPE_LENGTH_DELIMITED = 2

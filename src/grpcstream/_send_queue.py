@@ -74,6 +74,9 @@ class _State(enum.Enum):
     FAILED = "failed"  # the writer or the RPC failed; nothing more will be written
 
 
+_OPEN = _State.OPEN
+
+
 class SendQueue(Generic[T]):
     """A bounded queue whose single writer task performs every write.
 
@@ -180,7 +183,8 @@ class SendQueue(Generic[T]):
             TypeError, ValueError: on a batched stream, an entry of the wrong type or too
                 large for any batch; nothing was queued.
         """
-        self._check_can_send()
+        if self._state is not _OPEN:  # the fast path pays one comparison
+            self._check_can_send()
         if self._packer is not None:
             self._packer.admit(message)
         if self._waiters or not self._has_room():
@@ -201,7 +205,8 @@ class SendQueue(Generic[T]):
             TypeError, ValueError: on a batched stream, an entry of the wrong type or too
                 large for any batch; nothing was queued.
         """
-        self._check_can_send()
+        if self._state is not _OPEN:  # the fast path pays one comparison
+            self._check_can_send()
         if self._packer is not None:
             self._packer.admit(message)
         if not self._waiters and self._has_room():
