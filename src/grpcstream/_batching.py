@@ -20,24 +20,30 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import grpc.aio
 
+from ._calls import ResponseStream
 from ._exceptions import UsageError
 from ._options import DEFAULT_MAX_MESSAGE_BYTES
+from ._send_calls import BidiStream
 from ._server_stream import RequestStream
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
+    from typing import Self
 
 __all__ = [
     "DEFAULT_BATCH_MAX_ENTRIES",
     "Batching",
+    "BatchedBidiStream",
     "BatchedCall",
     "BatchedRequestStream",
+    "BatchedResponseStream",
     "Packer",
     "check_servicer_batching",
 ]
 
 BatchT = TypeVar("BatchT")
 EntryT = TypeVar("EntryT")
+ReqT = TypeVar("ReqT")
 
 DEFAULT_BATCH_MAX_ENTRIES = 256
 """Default upper bound of entries per batch (and of a batched stream's send queue)."""
@@ -309,51 +315,25 @@ class Packer(Generic[BatchT, EntryT]):
 
 
 class BatchedCall:
-    """A client call whose batch messages are read and written entry by entry.
+    """A client call whose requests are batches, for the writes that bypass the writer.
 
-    Wraps the grpc.aio call object a stream handle drives: ``read()`` hands out the
-    entries of each batch in order (skipping empty batches), ``write()`` passes batches
-    from the packing writer through and packs a lone entry (a ``resume`` hook's messages)
-    into a batch of one. Everything else is the wrapped call's.
+    The packing writer hands it batches, which pass through; a lone entry (one of the
+    messages a bidi ``resume`` hook returns) is packed into a batch of one. Everything
+    else is the wrapped call's.
     """
 
-    __slots__ = ("_batching", "_call", "_pending", "_requests", "_responses")
+    __slots__ = ("_batching", "_call")
 
-    def __init__(
-        self, call: Any, batching: Batching[Any, Any], *, requests: bool, responses: bool
-    ) -> None:
+    def __init__(self, call: Any, batching: Batching[Any, Any]) -> None:
         self._call = call
         self._batching = batching
-        self._requests = requests
-        self._responses = responses
-        self._pending: Iterator[Any] | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._call, name)
 
-    async def read(self) -> Any:
-        """The next entry (or the wrapped call's EOF)."""
-        pending = self._pending
-        if pending is not None:
-            entry = next(pending, None)
-            if entry is not None:
-                return entry
-            self._pending = None
-        while True:
-            message = await self._call.read()
-            if not self._responses or message is None or message is grpc.aio.EOF:
-                return message
-            if type(message) is not self._batching.batch_type:
-                return message
-            pending = iter(getattr(message, self._batching.field))
-            entry = next(pending, None)
-            if entry is not None:
-                self._pending = pending
-                return entry
-
     async def write(self, message: Any) -> None:
-        """Write a batch (from the packing writer) or one entry as a batch of one."""
-        if self._requests and type(message) is self._batching.entry_type:
+        """Write a batch, or one entry as a batch of one."""
+        if type(message) is self._batching.entry_type:
             message = self._batching.pack([message])
         await self._call.write(message)
 
@@ -363,6 +343,80 @@ class BatchedCall:
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._call.__await__()  # type: ignore[no-any-return]
+
+
+class BatchedResponseStream(ResponseStream[EntryT]):
+    """A server stream whose responses are batches, iterated entry by entry.
+
+    The entries of a batch are handed out without touching the call; the next batch is
+    read (with the parent's retry and resume) only once they are all out, so ``resume``
+    always sees the last entry actually delivered. ``received`` counts entries.
+    """
+
+    __slots__ = ("_batch_type", "_field", "_pending")
+
+    def _unbatch(self, batching: Batching[Any, EntryT]) -> Self:
+        self._batch_type: type[Any] = batching.batch_type
+        self._field = batching.field
+        self._pending: Iterator[EntryT] | None = None
+        return self
+
+    async def __anext__(self) -> EntryT:
+        pending = self._pending
+        if pending is not None:
+            entry = next(pending, None)
+            if entry is not None:
+                self._received += 1
+                self._last = entry
+                return entry
+            self._pending = None
+        last = self._last
+        while True:
+            message: Any = await super().__anext__()
+            self._received -= 1  # the parent counted a batch; entries are counted here
+            pending = iter(getattr(message, self._field))
+            first: EntryT | None = next(pending, None)
+            if first is not None:
+                self._pending = pending
+                self._received += 1
+                self._last = first
+                return first
+            self._last = last  # an empty batch: resume still starts after the last entry
+
+
+class BatchedBidiStream(BidiStream[ReqT, EntryT]):
+    """A bidi stream whose responses are batches, iterated entry by entry (see
+    :class:`BatchedResponseStream`)."""
+
+    __slots__ = ("_batch_type", "_field", "_pending")
+
+    def _unbatch(self, batching: Batching[Any, EntryT]) -> Self:
+        self._batch_type: type[Any] = batching.batch_type
+        self._field = batching.field
+        self._pending: Iterator[EntryT] | None = None
+        return self
+
+    async def __anext__(self) -> EntryT:
+        pending = self._pending
+        if pending is not None:
+            entry = next(pending, None)
+            if entry is not None:
+                self._received += 1
+                self._last = entry
+                return entry
+            self._pending = None
+        last = self._last
+        while True:
+            message: Any = await super().__anext__()
+            self._received -= 1
+            pending = iter(getattr(message, self._field))
+            first: EntryT | None = next(pending, None)
+            if first is not None:
+                self._pending = pending
+                self._received += 1
+                self._last = first
+                return first
+            self._last = last
 
 
 class BatchedRequestStream(RequestStream[EntryT]):

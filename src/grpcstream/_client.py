@@ -8,13 +8,13 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
 
 import grpc
 import grpc.aio
 
 from ._base import USE_CLIENT_DEFAULT, UseClientDefault
-from ._batching import BatchedCall, Batching, Packer
+from ._batching import BatchedBidiStream, BatchedCall, BatchedResponseStream, Batching, Packer
 from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._exceptions import RpcError, StreamClosedError
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, ChannelOption, KeepAlive, message_size_options
@@ -319,13 +319,12 @@ class StreamClient(Generic[StubT]):
         ) -> grpc.aio.UnaryStreamCall[Any, Any]:
             metadata = await self._attempt_metadata(call_metadata)
             message = request if last is None or resume is None else resume(request, last)
-            call = method(message, timeout=attempt_timeout, metadata=metadata)
-            if batching is None:
-                return call
-            return BatchedCall(call, batching, requests=False, responses=True)  # type: ignore[return-value]
+            return method(message, timeout=attempt_timeout, metadata=metadata)
 
         retrier = None if policy is None else Retrier(policy, name, timeout_s)
-        stream = ResponseStream(
+        stream: ResponseStream[Any] = (
+            ResponseStream if batching is None else BatchedResponseStream
+        )(
             name,
             open_call,
             self._forget,
@@ -333,6 +332,8 @@ class StreamClient(Generic[StubT]):
             resumable=resume is not None,
             timeout=timeout_s,
         )
+        if batching is not None:
+            stream = cast(BatchedResponseStream[Any], stream)._unbatch(batching)
         return self._track(stream)
 
     @overload
@@ -487,7 +488,8 @@ class StreamClient(Generic[StubT]):
                 direction.
         """
         setup = self._sender_setup(method, timeout, metadata, max_queued, retry, batching)
-        stream: BidiStream[Any, Any] = BidiStream(
+        unbatch = setup.batching is not None and setup.responses
+        stream: BidiStream[Any, Any] = (BatchedBidiStream if unbatch else BidiStream)(
             setup.name,
             setup.open_call,
             self._forget,
@@ -498,6 +500,8 @@ class StreamClient(Generic[StubT]):
             resume=resume,
         )
         stream._packer = setup.packer
+        if unbatch and setup.batching is not None:
+            stream = cast(BatchedBidiStream[Any, Any], stream)._unbatch(setup.batching)
         return self._track(stream)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -593,9 +597,9 @@ class StreamClient(Generic[StubT]):
         async def open_call(attempt_timeout: float | None) -> _CallT:
             call_options = await self._attempt_metadata(call_metadata)
             call = method(timeout=attempt_timeout, metadata=call_options)
-            if batching is None:
+            if batching is None or not requests:
                 return call
-            return BatchedCall(call, batching, requests=requests, responses=responses)  # type: ignore[return-value]
+            return BatchedCall(call, batching)  # type: ignore[return-value]
 
         if batching is not None and requests and isinstance(max_queued, UseClientDefault):
             bound = batching.max_queued
@@ -610,6 +614,8 @@ class StreamClient(Generic[StubT]):
             replay_limit=0 if policy is None else policy.replay_buffer_bytes,
             timeout=timeout_s,
             packer=batching._packer() if batching is not None and requests else None,
+            batching=batching,
+            responses=responses,
         )
 
     def _retry_for(self, retry: RetryPolicy | UseClientDefault | None) -> RetryPolicy | None:
@@ -640,6 +646,8 @@ class _SenderSetup(Generic[_CallT]):
     replay_limit: int
     timeout: float | None
     packer: Packer[Any, Any] | None = None
+    batching: Batching[Any, Any] | None = None
+    responses: bool = False  # the responses are batches of ``batching``
 
 
 CallMetadata = tuple[tuple[str, str | bytes], ...]
