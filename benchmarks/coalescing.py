@@ -72,7 +72,7 @@ SCENARIOS: Final = {
 _SIZES: Final[dict[Size, dict[str, float]]] = {
     # count: entries per run (a run also stops at time_cap); light: entries at 200/s
     "default": {"count": 2_000_000, "time_cap": 2.5, "repeats": 3, "light": 600},
-    "quick": {"count": 300_000, "time_cap": 1.0, "repeats": 2, "light": 200},
+    "quick": {"count": 300_000, "time_cap": 0.7, "repeats": 1, "light": 100},
     "tiny": {"count": 2_000, "time_cap": 0.5, "repeats": 1, "light": 20},
 }
 
@@ -323,6 +323,34 @@ async def _measure(
     return run
 
 
+SWEEP_RATES: Final = (200, 2_000, 20_000, 100_000, 0)
+"""Offered loads (entries/s) of the batch-size sweep; 0 is as fast as the server goes."""
+
+
+async def _sweep(client: _Client, seconds: float) -> list[dict[str, float]]:
+    """Mean batch size and latency of grpcstream coalescing against the offered load."""
+    rows = []
+    for rate in SWEEP_RATES:
+        limit = int(rate * seconds) if rate else 10_000_000
+        service = f"rate:{rate}" if rate else ""
+        start = monotonic()
+        received, latencies = await client.server_stream(
+            "grpcstream coalescing", LogRequest(limit=limit, service=service), start + seconds, 1
+        )
+        elapsed = monotonic() - start
+        last = await client.last_stream("grpcstream coalescing")
+        rows.append(
+            {
+                "offered": float(rate),
+                "entries_per_s": received / elapsed,
+                "mean_batch": last.entries / last.batches if last.batches else 0.0,
+                "p50_us": _percentile(latencies, 0.50),
+                "p99_us": _percentile(latencies, 0.99),
+            }
+        )
+    return rows
+
+
 async def _client_main(raw_port: int, gs_port: int, size: Size, pids: dict[str, int]) -> None:
     sizes = _SIZES[size]
     client = _Client(raw_port, gs_port)
@@ -338,9 +366,10 @@ async def _client_main(raw_port: int, gs_port: int, size: Size, pids: dict[str, 
                     run = await _measure(client, scenario, variant, repeat, sizes, pids)
                     runs.append(run)
                     print(f"{scenario}/{variant}/#{repeat}: {_brief(run)}", file=sys.stderr)
+        sweep = await _sweep(client, 1.0 if size == "default" else 0.2)
     finally:
         await client.aclose()
-    print(json.dumps([run.to_json() for run in runs]), flush=True)
+    print(json.dumps({"runs": [run.to_json() for run in runs], "sweep": sweep}), flush=True)
 
 
 def _variants(scenario: str) -> tuple[Variant, ...]:
@@ -385,7 +414,7 @@ def run_coalescing(size: Size = "default", timeout: float = 600.0) -> dict[str, 
         load_start = list(os.getloadavg())
         client = _Child(args, "coalescing client")
         try:
-            runs = json.loads(client.read_line(timeout))
+            answer = json.loads(client.read_line(timeout))
         finally:
             client.close()
     finally:
@@ -395,8 +424,9 @@ def run_coalescing(size: Size = "default", timeout: float = 600.0) -> dict[str, 
         "size": size,
         "load_average_start": load_start,
         "load_average_end": list(os.getloadavg()),
-        "runs": runs,
-        "summary": summarize_coalescing(runs),
+        "runs": answer["runs"],
+        "sweep": answer["sweep"],
+        "summary": summarize_coalescing(answer["runs"]),
     }
 
 
@@ -537,6 +567,22 @@ def render_coalescing(document: dict[str, object]) -> str:
             f"| {_fmt(row['p50_us'])} | {_fmt(row['p99_us'])} | {batch} "
             f"| {_fmt(row['client_cpu_us'], 1)} | {_fmt(row['server_cpu_us'], 1)} | {target_text} |"
         )
+    sweep = document.get("sweep")
+    if isinstance(sweep, list) and sweep:
+        lines += [
+            "",
+            "Batch size against offered load (grpcstream coalescing, server streaming, "
+            "default `Batching`, no linger):",
+            "",
+            "| offered entries/s | delivered entries/s | mean batch | p50 µs | p99 µs |",
+            "|---|---|---|---|---|",
+        ]
+        for point in sweep:
+            offered = "as fast as it goes" if not point["offered"] else _fmt(point["offered"])
+            lines.append(
+                f"| {offered} | {_fmt(point['entries_per_s'])} | {_fmt(point['mean_batch'], 1)} "
+                f"| {_fmt(point['p50_us'])} | {_fmt(point['p99_us'])} |"
+            )
     return "\n".join(lines) + "\n"
 
 

@@ -17,6 +17,7 @@ from docs.snippets import (
     backpressure,
     cancellation,
     client,
+    coalescing,
     errors,
     half_close,
     log_server,
@@ -100,6 +101,13 @@ EXPECTED: dict[str, list[str]] = {
         "followed: api 1",
         "followed: api 3",
     ],
+    "coalescing": [
+        "received: 1000 entries, last 1000",
+        "uploaded: 5000",
+        "batches: ",
+        "plain client read: 1000 entries",
+        "plain client sent batches, the handler read: 2 entries",
+    ],
     "errors": ["api: True", "missing: None"],
     "half_close": [
         "send after close_send: StreamClosedError",
@@ -119,6 +127,7 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 SELF_CONTAINED: dict[str, Callable[[], Awaitable[None]]] = {
+    "coalescing": coalescing.main,
     "retry": retry.main,
     "security": security.main,
     "server": server.main,
