@@ -99,6 +99,7 @@ class AdaptiveBatcher:
         self._room = asyncio.Event()
         self._room.set()
         self._closed = False
+        self._error: BaseException | None = None
         self.entries = 0
         self.batches = 0
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -112,12 +113,16 @@ class AdaptiveBatcher:
         if len(pending) >= self._bound:
             self._room.clear()
             await self._room.wait()
+            if self._error is not None:
+                raise self._error
 
     async def close(self) -> None:
         """Write what is pending, then stop the writer."""
         self._closed = True
         self._wake.set()
         await self._task
+        if self._error is not None:
+            raise self._error
 
     async def _run(self) -> None:
         pending = self._pending
@@ -131,7 +136,12 @@ class AdaptiveBatcher:
             take = pending[: self._max_entries]
             del pending[: self._max_entries]
             self._room.set()
-            await self._write(LogBatch(entries=take))
+            try:
+                await self._write(LogBatch(entries=take))
+            except Exception as exc:  # the call ended: the producer must hear of it
+                self._error = exc
+                self._room.set()
+                return
             self.entries += len(take)
             self.batches += 1
 
