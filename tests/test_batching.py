@@ -168,6 +168,24 @@ async def test_max_bytes_bounds_every_batch_and_an_oversize_entry_fails_only_its
     assert "does not fit a batch of at most 1000 bytes" in outcome[0]
 
 
+async def test_without_max_bytes_entries_are_not_measured_and_batches_follow_max_entries() -> None:
+    unmeasured = grpcstream.Batching(LogBatch, LogEntry, max_bytes=None, max_entries=50)
+
+    class Unbounded(BatchedLogService):
+        @grpcstream.server_streaming(batching=unmeasured)
+        async def StreamLogBatches(
+            self, request: LogRequest, stream: grpcstream.ServerStream[LogEntry]
+        ) -> None:
+            for seq in range(1, 51):
+                stream.send_nowait(LogEntry(seq=seq, message="x" * 2000))
+            with pytest.raises(TypeError):
+                stream.send_nowait(Status())  # type: ignore[arg-type]
+
+    async with serving(Unbounded()) as (_, target):
+        batches = await _raw_batches(target, LogRequest())
+    assert [len(batch.entries) for batch in batches] == [50]
+
+
 async def test_max_entries_bounds_every_batch() -> None:
     few = grpcstream.Batching(LogBatch, LogEntry, max_entries=7, max_queued=100)
 

@@ -95,7 +95,7 @@ class _Sender(CallHandle, Generic[ReqT]):
         self._generation = 0
         self._half_closed = False
         self._reopen_lock: asyncio.Lock | None = None
-        self._packer: Packer[Any, ReqT] | None = None  # set by StreamClient for batching=
+        self._packer: Packer[object, ReqT] | None = None  # set by StreamClient for batching=
 
     async def __aenter__(self) -> Self:
         await self._start()

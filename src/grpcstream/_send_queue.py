@@ -127,7 +127,7 @@ class SendQueue(Generic[T]):
         translate_error: Callable[[BaseException], BaseException] | None = None,
         max_size: int = DEFAULT_MAX_QUEUED,
         name: str = "grpcstream-writer",
-        packer: Packer[Any, T] | None = None,
+        packer: Packer[object, T] | None = None,
     ) -> None:
         if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
             raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")
@@ -276,7 +276,7 @@ class SendQueue(Generic[T]):
             return
         await self._finish_writing()
 
-    async def _drain_batches(self, packer: Packer[Any, T]) -> None:
+    async def _drain_batches(self, packer: Packer[object, T]) -> None:
         # Everything queued goes out in one write: while it is in flight, producers fill
         # the queue again, so batches grow with the load and stay at one entry when idle.
         buffer = self._buffer

@@ -152,7 +152,7 @@ class ServerStream(CallContext, Generic[RespT]):
         *,
         max_queued: int = DEFAULT_MAX_QUEUED,
         principal: object = None,
-        packer: Packer[Any, RespT] | None = None,
+        packer: Packer[object, RespT] | None = None,
     ) -> None:
         super().__init__(context, closing, principal)
         write = context.write
