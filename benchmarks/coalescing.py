@@ -534,7 +534,8 @@ def render_coalescing(document: dict[str, object]) -> str:
         "",
         f"Load average (1, 5, 15 min) at start: {_load(load_start)}; at end: {_load(load_end)}. "
         "Each sender builds every entry inside the timed loop. Cells are medians over the "
-        f"repeats (entries/s with min{DASH}max); ratios are of the medians; latency is send-to-receive (p50/p99, one entry in 8 sampled at saturation, "
+        f"repeats (entries/s with min{DASH}max); ratios are of the medians; latency is "
+        "send-to-receive (p50/p99, one entry in 8 sampled at saturation, "
         "every entry at 200/s); mean batch is entries per write (sent / echoed back); CPU is µs "
         "per entry, all threads of the process.",
         "",
