@@ -84,6 +84,76 @@ async def test_a_call_batching_a_method_without_batches_is_refused() -> None:
             client.bidi_stream(client.stub.Follow, batching=LOG_BATCHES)  # type: ignore[misc]
 
 
+# -- the send queue with a packer (no gRPC) ------------------------------------------------
+
+
+async def test_the_writer_packs_everything_queued_up_to_max_entries_in_order() -> None:
+    written: list[list[int]] = []
+
+    async def write(batch: LogBatch) -> None:
+        written.append([item.seq for item in batch.entries])
+
+    packing = grpcstream.Batching(LogBatch, LogEntry, max_entries=4, max_queued=100)
+    queue: grpcstream.SendQueue[LogEntry] = grpcstream.SendQueue(
+        write,  # type: ignore[arg-type]
+        packer=packing._packer(),
+    )
+    for seq in range(1, 11):
+        queue.send_nowait(entry(seq))  # the writer has not run: all ten wait
+    await queue.close()
+    assert written == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
+    stats = queue.statistics()
+    assert (stats.sent, stats.batches, stats.queued) == (10, 3, 0)
+    assert stats.mean_batch_size == 10 / 3
+
+
+async def test_the_batch_on_the_wire_does_not_count_against_the_bound() -> None:
+    release = asyncio.Event()
+    writing = asyncio.Event()
+
+    async def write(batch: LogBatch) -> None:
+        writing.set()
+        await release.wait()
+
+    packing = grpcstream.Batching(LogBatch, LogEntry)
+    queue: grpcstream.SendQueue[LogEntry] = grpcstream.SendQueue(
+        write,  # type: ignore[arg-type]
+        max_size=3,
+        packer=packing._packer(),
+    )
+    for seq in range(1, 4):
+        queue.send_nowait(entry(seq))
+    await asyncio.wait_for(writing.wait(), WAIT)  # three entries are on the wire
+    for seq in range(4, 7):
+        queue.send_nowait(entry(seq))  # room for three more while they are written
+    with pytest.raises(grpcstream.WouldBlock):
+        queue.send_nowait(entry(7))
+    assert queue.statistics().queued == 6
+    release.set()
+    await asyncio.wait_for(queue.close(), WAIT)
+    assert queue.statistics().sent == 6
+
+
+async def test_linger_waits_for_more_entries_but_close_flushes_at_once() -> None:
+    written: list[int] = []
+
+    async def write(batch: LogBatch) -> None:
+        written.append(len(batch.entries))
+
+    packing = grpcstream.Batching(LogBatch, LogEntry, linger=60.0)
+    queue: grpcstream.SendQueue[LogEntry] = grpcstream.SendQueue(
+        write,  # type: ignore[arg-type]
+        packer=packing._packer(),
+    )
+    queue.send_nowait(entry(1))
+    await asyncio.sleep(0)  # the writer starts lingering with one entry
+    queue.send_nowait(entry(2))  # a new entry does not cut the linger short
+    await asyncio.sleep(0)
+    assert written == []
+    await asyncio.wait_for(queue.close(), WAIT)
+    assert written == [2]
+
+
 # -- server streaming ------------------------------------------------------------------------
 
 
