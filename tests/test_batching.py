@@ -197,8 +197,9 @@ async def test_at_light_load_every_batch_holds_one_entry_and_goes_out_at_once() 
             for seq in range(1, 21):
                 await stream.send(entry(seq))
                 assert await asyncio.wait_for(received.get(), WAIT) == seq
-            stats = stream.statistics()
-            assert (stats.sent, stats.batches, stats.mean_batch_size) == (20, 20, 1.0)
+            stats = stream.statistics()  # the last write may not have returned yet
+            assert stats.sent + stats.queued == 20
+            assert stats.batches == stats.sent
 
     async with serving(OneByOne()) as (_, target), grpc.aio.insecure_channel(target) as channel:
         sizes = []
