@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc.aio
+import pytest
 
 import grpcstream
 from examples.logs.batches import LOG_BATCHES
@@ -82,6 +83,7 @@ async def test_unary_client_and_server() -> None:
         assert "INVALID_ARGUMENT" in output
 
 
+@pytest.mark.slow  # over 5 s (pytest --durations)
 async def test_logs_demo_survives_a_server_restart() -> None:
     code, output = await run("examples.logs.demo", "--seconds=5", "--plain")
     assert code == 0, output

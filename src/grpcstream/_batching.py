@@ -3,7 +3,7 @@
 grpc.aio spends tens of microseconds of CPU per message on each side whatever its size,
 so a stream of small entries tops out at 10-20k messages/s. A method whose wire message
 is a batch (``message LogBatch { repeated LogEntry entries = 1; }``) moves hundreds of
-entries per write. :class:`Batching` declares such a method once; the send queue's single
+entries per write. ``Batching`` declares such a method once; the send queue's single
 writer then packs everything queued (up to ``max_entries``/``max_bytes``) into one batch
 per write, and the readers hand out the entries one at a time. Nothing waits for a batch
 to fill unless ``linger`` asks for it: at light load a batch holds one entry.
@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import grpc.aio
+from typing_extensions import override
 
 from ._calls import ResponseStream
 from ._exceptions import UsageError
@@ -162,6 +163,7 @@ class Batching(Generic[BatchT, EntryT]):
         self.max_queued = max_entries if max_queued is None else max_queued
         self._tag_size = _varint_size(spec.number << 3 | _WIRE_TYPE_LENGTH_DELIMITED)
 
+    @override
     def __repr__(self) -> str:
         return (
             f"Batching({self.batch_type.__name__}, {self.entry_type.__name__}, "
@@ -368,6 +370,7 @@ class BatchedResponseStream(ResponseStream[EntryT]):
         self._pending: Iterator[EntryT] | None = None
         return self
 
+    @override
     async def __anext__(self) -> EntryT:
         pending = self._pending
         if pending is not None:
@@ -393,7 +396,7 @@ class BatchedResponseStream(ResponseStream[EntryT]):
 
 class BatchedBidiStream(BidiStream[ReqT, EntryT]):
     """A bidi stream whose responses are batches, iterated entry by entry (see
-    :class:`BatchedResponseStream`)."""
+    ``BatchedResponseStream``)."""
 
     __slots__ = ("_batch_type", "_field", "_pending")
 
@@ -403,6 +406,7 @@ class BatchedBidiStream(BidiStream[ReqT, EntryT]):
         self._pending: Iterator[EntryT] | None = None
         return self
 
+    @override
     async def __anext__(self) -> EntryT:
         pending = self._pending
         if pending is not None:
@@ -444,6 +448,7 @@ class BatchedRequestStream(RequestStream[EntryT]):
         self._pending: Iterator[EntryT] | None = None
         self._entries = 0
 
+    @override
     async def __anext__(self) -> EntryT:
         pending = self._pending
         if pending is not None:
@@ -465,6 +470,7 @@ class BatchedRequestStream(RequestStream[EntryT]):
                 return first
 
     @property
+    @override
     def received(self) -> int:
         """How many entries have been received so far."""
         return self._entries

@@ -61,7 +61,7 @@ def connect(
     Args:
         target: ``host:port`` (or any gRPC target URI).
         keepalive: the client keepalive preset (pings every 30 s while calls are open;
-            see :class:`KeepAlive`). ``None`` disables keepalive pings.
+            see [`KeepAlive`][grpcstream.KeepAlive]). ``None`` disables keepalive pings.
         max_send_message_bytes: the largest message this client sends (default 4 MiB).
         max_receive_message_bytes: the largest message it accepts (default 4 MiB).
         options: extra raw grpc channel options; they override the presets.
@@ -102,7 +102,7 @@ class StreamClient(Generic[StubT]):
     """Typed calls for all four RPC patterns on one channel.
 
     Args:
-        channel: a grpc.aio channel, usually from :func:`connect`.
+        channel: a grpc.aio channel, usually from [`connect()`][grpcstream.connect].
         stub_factory: the generated stub class (``logs_pb2_grpc.LogServiceStub``).
         timeout: the default deadline of every call, in seconds; ``None`` (the default)
             means no deadline. Each call may override it.
@@ -225,7 +225,7 @@ class StreamClient(Generic[StubT]):
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
 
-        The awaited handle raises what :meth:`unary` raises.
+        The awaited handle raises what [`unary()`][grpcstream.StreamClient.unary] raises.
         """
         self._check_open()
         timeout_s = self._timeout_for(timeout)
@@ -284,7 +284,8 @@ class StreamClient(Generic[StubT]):
     ) -> ResponseStream[Any]:
         """Start a server-streaming call; use the result as ``async with ... as entries``.
 
-        Nothing is sent until the block is entered. See :class:`ResponseStream`.
+        Nothing is sent until the block is entered. See
+        [`ResponseStream`][grpcstream.ResponseStream].
 
         Args:
             retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry).
@@ -293,7 +294,7 @@ class StreamClient(Generic[StubT]):
                 the stream after ``last_response`` (for example with ``after_seq``); with
                 it, failures after partial delivery are retried with no loss and no
                 duplicates.
-            batching: the method's responses are batches of this :class:`Batching`:
+            batching: the method's responses are batches of this [`Batching`][grpcstream.Batching]:
                 iteration yields their entries one by one, and ``resume`` receives the
                 last *entry*, so a resumed stream continues right after it.
 
@@ -378,7 +379,7 @@ class StreamClient(Generic[StubT]):
             retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry). The
                 call is replayed on a new attempt while everything sent fits
                 ``RetryPolicy.replay_buffer_bytes`` and no response has arrived.
-            batching: the method's requests are batches of this :class:`Batching`:
+            batching: the method's requests are batches of this [`Batching`][grpcstream.Batching]:
                 ``send()`` takes entries, and the writer packs everything queued into
                 each batch.
 

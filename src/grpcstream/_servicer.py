@@ -136,8 +136,8 @@ def client_streaming(
 def client_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | None = None) -> Any:
     """Adapt a client-streaming handler: ``async def M(self, requests, context) -> Reply``.
 
-    ``requests`` is a :class:`RequestStream` that ends at the client's half-close. Errors
-    are handled as in :func:`unary`.
+    ``requests`` is a [`RequestStream`][grpcstream.RequestStream] that ends at the client's
+    half-close. Errors are handled as in [`unary`][grpcstream.unary].
 
     Args:
         handler: the handler (``@grpcstream.client_streaming`` used bare).
@@ -145,7 +145,7 @@ def client_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | N
             method's requests are batches; ``requests`` yields their entries one by one.
 
     Raises:
-        TypeError: ``batching`` is not a :class:`Batching`.
+        TypeError: ``batching`` is not a [`Batching`][grpcstream.Batching].
     """
     if handler is None:
         _check_batching(batching)
@@ -195,11 +195,11 @@ def server_streaming(
 def server_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | None = None) -> Any:
     """Adapt a server-streaming handler: ``async def M(self, request, stream) -> None``.
 
-    ``stream`` is a :class:`ServerStream`: ``send()`` from any number of tasks. Returning
-    ends the RPC with OK once everything sent is written. When the client goes away,
-    pending and later sends raise ``BrokenStreamError`` and spawned producers are
-    cancelled; a handler still running ``CLIENT_GONE_GRACE`` seconds later is cancelled.
-    Errors are handled as in :func:`unary`.
+    ``stream`` is a [`ServerStream`][grpcstream.ServerStream]: ``send()`` from any number of
+    tasks. Returning ends the RPC with OK once everything sent is written. When the client
+    goes away, pending and later sends raise ``BrokenStreamError`` and spawned producers
+    are cancelled; a handler still running ``CLIENT_GONE_GRACE`` seconds later is cancelled.
+    Errors are handled as in [`unary`][grpcstream.unary].
 
     Args:
         handler: the handler (``@grpcstream.server_streaming`` used bare).
@@ -209,7 +209,7 @@ def server_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | N
             ``batching.max_queued`` entries.
 
     Raises:
-        TypeError: ``batching`` is not a :class:`Batching`.
+        TypeError: ``batching`` is not a [`Batching`][grpcstream.Batching].
     """
     if handler is None:
         _check_batching(batching)
@@ -259,7 +259,7 @@ def bidi_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | Non
     """Adapt a bidi handler: ``async def M(self, requests, stream) -> None``.
 
     Read ``requests`` and ``send()`` on ``stream`` concurrently (for instance with
-    ``stream.spawn()``). Behaves like :func:`server_streaming` otherwise.
+    ``stream.spawn()``). Behaves like [`server_streaming`][grpcstream.server_streaming] otherwise.
 
     Args:
         handler: the handler (``@grpcstream.bidi_streaming`` used bare).
@@ -268,7 +268,7 @@ def bidi_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | Non
             descriptor when ``StreamServer.add()`` registers the servicer).
 
     Raises:
-        TypeError: ``batching`` is not a :class:`Batching`.
+        TypeError: ``batching`` is not a [`Batching`][grpcstream.Batching].
     """
     if handler is None:
         return BidiBatchingDecorator(_check_batching(batching))
