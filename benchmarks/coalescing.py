@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Final, Literal
 
 import grpc.aio
@@ -587,6 +588,18 @@ def render_coalescing(document: dict[str, object]) -> str:
     return "\n".join(lines) + "\n"
 
 
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+
+
+def write_coalescing(document: dict[str, object], output_dir: Path = RESULTS_DIR) -> None:
+    """Write ``coalescing.md`` (the table the docs include) and ``coalescing.json``."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    started = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    header = f"Run finished {started} ({document['size']} size).\n\n"
+    (output_dir / "coalescing.md").write_text(header + render_coalescing(document))
+    (output_dir / "coalescing.json").write_text(json.dumps(document, indent=2) + "\n")
+
+
 def _rate_cell(row: dict[str, object]) -> str:
     rates = row.get("rates")
     text = _fmt(row["entries_per_s"])
@@ -605,6 +618,7 @@ def main(argv: list[str] | None = None) -> None:
     """Run the coalescing benchmark alone (or, with ``--client``, be its client process)."""
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--size", choices=tuple(_SIZES), default="default")
+    parser.add_argument("--output-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--client", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--raw-port", type=int)
     parser.add_argument("--grpcstream-port", type=int)
@@ -618,7 +632,9 @@ def main(argv: list[str] | None = None) -> None:
             "asyncio", lambda: _client_main(args.raw_port, args.grpcstream_port, size, pids)
         )
         return
+    parser_output = args.output_dir
     document = run_coalescing(size)
+    write_coalescing(document, parser_output)
     print(render_coalescing(document))
 
 

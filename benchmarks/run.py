@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from .coalescing import render_coalescing, run_coalescing
+from .coalescing import render_coalescing, run_coalescing, write_coalescing
 from .common import IMPLS, Impl, LoopKind, uvloop_available
 from .processes import BenchClient, BenchProcessError, BenchServer
 from .report import collect_machine_info, render_markdown, summarize
@@ -186,6 +186,7 @@ def run_benchmarks(
     markdown = render_markdown(document)
     if coalescing_document is not None:
         markdown += "\n" + render_coalescing(coalescing_document)
+        write_coalescing(coalescing_document, output_dir)
     _write(output_dir / "latest.md", markdown)
     return document
 
