@@ -136,8 +136,10 @@ class AdaptiveBatcher:
             take = pending[: self._max_entries]
             del pending[: self._max_entries]
             self._room.set()
+            batch = LogBatch()
+            batch.entries.extend(take)  # from a list: protobuf's fastest way to fill a batch
             try:
-                await self._write(LogBatch(entries=take))
+                await self._write(batch)
             except Exception as exc:  # the call ended: the producer must hear of it
                 self._error = exc
                 self._room.set()

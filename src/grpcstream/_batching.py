@@ -174,7 +174,7 @@ class Batching(Generic[BatchT, EntryT]):
     def pack(self, entries: list[EntryT]) -> BatchT:
         """One batch message holding ``entries`` (what a peer without grpcstream sends)."""
         batch = self.batch_type()
-        getattr(batch, self.field).extend(entries)
+        getattr(batch, self.field).extend(list(entries))
         return batch
 
     def unpack(self, batch: BatchT) -> list[EntryT]:
@@ -276,24 +276,30 @@ class Packer(Generic[BatchT_co, EntryT]):
             TypeError: ``entry`` is not an instance of the entry type.
             ValueError: ``entry`` alone is larger than ``max_bytes`` with its framing.
         """
-        if type(entry) is not self._entry_type and not isinstance(entry, self._entry_type):
+        # The fast path is one type comparison and one ByteSize(): it runs for every entry.
+        if type(entry) is not self._entry_type:
+            self._check_type(entry)
+        if self._max_bytes is not None:
+            size: int = entry.ByteSize()  # type: ignore[attr-defined]
+            if size > self._largest:
+                self._grow(size, self._max_bytes)
+
+    def _check_type(self, entry: object) -> None:
+        if not isinstance(entry, self._entry_type):
             raise TypeError(
                 f"this stream sends {self._entry_type.__name__} entries "
                 f"(batched in {self._batch_type.__name__}), got {type(entry).__name__}"
             )
-        max_bytes = self._max_bytes
-        if max_bytes is None:
-            return
-        size: int = entry.ByteSize()  # type: ignore[attr-defined]
-        if size > self._largest:
-            framed = self._batching.framed_size(size)
-            if framed > max_bytes:
-                raise ValueError(
-                    f"entry of {size} bytes does not fit a batch of at most "
-                    f"{max_bytes} bytes (Batching.max_bytes): nothing was sent"
-                )
-            self._largest = size
-            self._safe_count = min(self.max_entries, max_bytes // framed)
+
+    def _grow(self, size: int, max_bytes: int) -> None:
+        framed = self._batching.framed_size(size)
+        if framed > max_bytes:
+            raise ValueError(
+                f"entry of {size} bytes does not fit a batch of at most "
+                f"{max_bytes} bytes (Batching.max_bytes): nothing was sent"
+            )
+        self._largest = size
+        self._safe_count = min(self.max_entries, max_bytes // framed)
 
     def pack(self, buffer: deque[EntryT]) -> tuple[BatchT_co, int]:
         """Move the next batch's entries out of ``buffer``; return the batch and its count."""
@@ -301,14 +307,15 @@ class Packer(Generic[BatchT_co, EntryT]):
         take = available if available < self.max_entries else self.max_entries
         if take > self._safe_count:
             take = self._count_fitting(buffer, take)
-        batch = self._batch_type()
-        entries = getattr(batch, self._field)
         if take == available:
-            entries.extend(buffer)
+            items = list(buffer)
             buffer.clear()
         else:
             popleft = buffer.popleft
-            entries.extend([popleft() for _ in range(take)])
+            items = [popleft() for _ in range(take)]
+        batch = self._batch_type()
+        # extend() from a list: protobuf's fast path (from a deque it costs ~3x as much).
+        getattr(batch, self._field).extend(items)
         return batch, take
 
     def _count_fitting(self, buffer: deque[EntryT], most: int) -> int:
