@@ -12,8 +12,12 @@ DOCS_JS := docs-js
 NPM_STAMP := $(DOCS_JS)/node_modules/.installed
 MERMAID := docs/assets/mermaid/mermaid.min.js
 
-.PHONY: lock test test-fast lint typecheck pytest pytest-fast wheel-check demo protos \
-	protos-check docs docs-check bench bench-quick clean
+# The grpc-js interop peers (tests/interop/node), pinned by their package-lock.json.
+NODE_DIR := tests/interop/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+
+.PHONY: lock test test-fast lint typecheck pytest pytest-fast node-deps wheel-check demo \
+	protos protos-check docs docs-check bench bench-quick clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,11 +47,20 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q
 
-pytest-fast: $(STAMP)
+pytest-fast: $(STAMP) $(NODE_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Node (Debian's nodejs and npm if `node` is missing) and exactly the locked grpc-js
+# packages; the stamp makes it idempotent.
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	scripts/ensure_system_packages.sh nodejs npm
+	cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Build sdist + wheel, twine check, install the wheel in fresh venvs, run the smoke suite
 # and the pip-only quickstart (scripts/wheel_check.py says what each step proves).
@@ -86,4 +99,4 @@ bench-quick: $(STAMP)
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache $(DOCS_JS)/node_modules \
-		docs/assets/mermaid build/docs-check
+		docs/assets/mermaid build/docs-check $(NODE_DIR)/node_modules

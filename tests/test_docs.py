@@ -108,7 +108,12 @@ EXPECTED: dict[str, list[str]] = {
         "plain client read: 1000 entries",
         "plain client sent batches, the handler read: 2 entries",
     ],
-    "errors": ["api: True", "missing: None"],
+    "errors": [
+        "api: True",
+        "missing: None",
+        "final status: ok",
+        "relayed: NotFound(code=NOT_FOUND, details='no such log')",
+    ],
     "half_close": [
         "send after close_send: StreamClosedError",
         "received: 1",

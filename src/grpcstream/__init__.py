@@ -27,6 +27,7 @@ from ._exceptions import (
     ResourceExhausted,
     RetryNotPossibleError,
     RpcError,
+    StatusCode,
     StreamClosedError,
     Unauthenticated,
     Unavailable,
@@ -34,8 +35,9 @@ from ._exceptions import (
     Unknown,
     UsageError,
     WouldBlock,
+    status_error,
 )
-from ._options import DEFAULT_MAX_MESSAGE_BYTES, KeepAlive, KeepAliveEnforcement
+from ._options import DEFAULT_MAX_MESSAGE_BYTES, Compression, KeepAlive, KeepAliveEnforcement
 from ._retry import RetryEvent, RetryPolicy
 from ._security import (
     DEFAULT_PUBLIC_SERVICES,
@@ -72,6 +74,7 @@ __all__ = [
     "Cancelled",
     "ClientStream",
     "ClientTLS",
+    "Compression",
     "DEFAULT_GRACE",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_QUEUED",
@@ -99,6 +102,7 @@ __all__ = [
     "SendQueueStatistics",
     "ServerStream",
     "ServerTLS",
+    "StatusCode",
     "StreamClient",
     "StreamClosedError",
     "StreamServer",
@@ -119,5 +123,6 @@ __all__ = [
     "connect",
     "current_principal",
     "server_streaming",
+    "status_error",
     "unary",
 ]

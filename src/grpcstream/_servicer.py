@@ -20,9 +20,17 @@ import grpc.aio
 
 from ._batching import BatchedRequestStream, Batching, mark_batched
 from ._exceptions import BrokenStreamError, Cancelled, RpcError
+from ._message_types import servicer_message_type
 from ._security import current_principal
 from ._send_queue import DEFAULT_MAX_QUEUED
-from ._server_stream import CLIENT_GONE, CallContext, RequestStream, ServerStream
+from ._server_handlers import UNPARSEABLE
+from ._server_stream import (
+    CLIENT_GONE,
+    UNPARSEABLE_REQUEST,
+    CallContext,
+    RequestStream,
+    ServerStream,
+)
 
 __all__ = [
     "INTERNAL_ERROR_DETAILS",
@@ -97,6 +105,25 @@ async def _end_with(
     await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_DETAILS)
 
 
+class _ResponseType:
+    """The response class of one decorated method, found once per servicer class."""
+
+    __slots__ = ("_by_class", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._by_class: dict[type, Any] = {}
+
+    def of(self, servicer: object) -> Any:
+        cls = type(servicer)
+        try:
+            return self._by_class[cls]
+        except KeyError:
+            found = servicer_message_type(servicer, self._name, output=True)
+            self._by_class[cls] = found
+            return found
+
+
 def unary(
     handler: Callable[[S, ReqT, CallContext], Awaitable[RespT]],
 ) -> Callable[[S, ReqT, ServicerContext[ReqT, RespT]], Awaitable[RespT]]:
@@ -109,12 +136,15 @@ def unary(
 
     @functools.wraps(handler)
     async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> RespT:
+        if request is UNPARSEABLE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNPARSEABLE_REQUEST)
         call = CallContext(context, _closing_of(self), current_principal())
         try:
             return await handler(self, request, call)
         except Exception as exc:
             await _end_with(context, exc, method)
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return adapted
 
 
@@ -174,6 +204,7 @@ def _client_streaming(
 
     if batching is not None:
         mark_batched(adapted, batching, "client_streaming")
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return adapted
 
 
@@ -222,21 +253,27 @@ def _server_streaming(
     batching: Batching[Any, RespT] | None,
 ) -> Callable[[S, ReqT, ServicerContext[ReqT, RespT]], AsyncIterator[RespT]]:
     method = handler.__qualname__
+    response_type = _ResponseType(handler.__name__)
 
     @functools.wraps(handler)
     async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> None:
+        if request is UNPARSEABLE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNPARSEABLE_REQUEST)
         stream = ServerStream(
             context,
             _closing_of(self),
             max_queued=_max_queued_of(self) if batching is None else batching.max_queued,
             principal=current_principal(),
             packer=None if batching is None else batching._packer(),
+            # With batching the packer checks entries; the response class is the batch.
+            message_type=response_type.of(self) if batching is None else None,
         )
         body = handler(self, request, stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
 
     if batching is not None:
         mark_batched(adapted, batching, "server_streaming")
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
 
     # grpc.aio runs coroutine handlers with the reader/writer API; the declared type is
     # what the generated servicer base expects, so the override type-checks.
@@ -312,6 +349,7 @@ def _bidi_streaming(
     batching: Batching[Any, Any] | None,
 ) -> Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]]:
     method = handler.__qualname__
+    response_type = _ResponseType(handler.__name__)
 
     @functools.wraps(handler)
     async def adapted(
@@ -332,12 +370,14 @@ def _bidi_streaming(
             max_queued=max_queued,
             principal=current_principal(),
             packer=packer,
+            message_type=response_type.of(self) if packer is None else None,
         )
         body = handler(self, requests_stream, stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
 
     # Bound after the definition on purpose: add() refines the directions of this record.
     record = None if batching is None else mark_batched(adapted, batching, "bidi_streaming")
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return cast(
         Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]],
         adapted,
