@@ -17,6 +17,7 @@ from docs.snippets import (
     backpressure,
     cancellation,
     client,
+    coalescing,
     errors,
     half_close,
     log_server,
@@ -41,7 +42,8 @@ DOCS = REPO_ROOT / "docs"
 EXPECTED: dict[str, list[str]] = {
     "backpressure": [
         "uploaded: 1000",
-        "statistics: SendQueueStatistics(queued=8, sent=0, max_size=8, waiting_senders=0)",
+        "statistics: SendQueueStatistics(queued=8, sent=0, max_size=8, waiting_senders=0, "
+        "batches=0)",
         "sent 8, dropped 92",
     ],
     "cancellation": [
@@ -99,6 +101,13 @@ EXPECTED: dict[str, list[str]] = {
         "followed: api 1",
         "followed: api 3",
     ],
+    "coalescing": [
+        "received: 1000 entries, last 1000",
+        "uploaded: 5000",
+        "batches: ",
+        "plain client read: 1000 entries",
+        "plain client sent batches, the handler read: 2 entries",
+    ],
     "errors": [
         "api: True",
         "missing: None",
@@ -123,6 +132,7 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 SELF_CONTAINED: dict[str, Callable[[], Awaitable[None]]] = {
+    "coalescing": coalescing.main,
     "retry": retry.main,
     "security": security.main,
     "server": server.main,

@@ -10,9 +10,11 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc.aio
 import pytest
 
 import grpcstream
+from examples.logs.batches import LOG_BATCHES
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import ERROR, FollowRequest, LogEntry, LogRequest
 
@@ -96,6 +98,36 @@ async def test_logs_demo_survives_a_server_restart() -> None:
     assert "server exit codes: 0, 0" in output
     seqs = [int(line.split()[0]) for line in output.splitlines() if line[:7].strip().isdigit()]
     assert seqs == list(range(1, len(seqs) + 1))  # every line once, in order
+
+
+async def test_logs_demo_firehose_reports_both_methods() -> None:
+    code, output = await run("examples.logs.demo", "--firehose", "--seconds=0.5")
+    assert code == 0, output
+    rates = re.findall(r"\((Stream\w+)\): ([\d,]+) entries/s", output)
+    assert [method for method, _ in rates] == ["StreamLogs", "StreamLogBatches"], output
+    assert all(int(rate.replace(",", "")) > 0 for _, rate in rates)
+
+
+async def test_logs_server_serves_batches_to_a_plain_client_and_entries_to_grpcstream() -> None:
+    async with server("examples.logs.server", "--rate=200") as target:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = logs_pb2_grpc.LogBatchServiceStub(channel)
+            batches = [
+                b
+                async for b in stub.StreamLogBatches(LogRequest(limit=50, follow=True), timeout=20)
+            ]
+        assert [e.seq for b in batches for e in b.entries] == list(range(1, 51))
+        async with grpcstream.connect(target) as channel:
+            client = grpcstream.StreamClient(
+                channel, logs_pb2_grpc.LogBatchServiceStub, timeout=20.0
+            )
+            async with client.client_stream(
+                client.stub.UploadLogBatches, batching=LOG_BATCHES
+            ) as upload:
+                for seq in range(1, 101):
+                    await upload.send(LogEntry(seq=seq))
+                summary = await upload.close_and_receive()
+        assert (summary.received, summary.first_seq, summary.last_seq) == (100, 1, 100)
 
 
 async def test_logs_server_tails_a_file_and_resumes(tmp_path: Path) -> None:

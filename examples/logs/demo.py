@@ -21,6 +21,7 @@ from pathlib import Path
 from grpcstream_demo.logs_pb2 import LogRequest
 
 from .dashboard import Stats, run_dashboard
+from .firehose import measure, report
 
 ROOT = Path(__file__).resolve().parents[2]  # the directory that holds ``examples/``
 READY = re.compile(rb"listening on ([\w.\[\]:]+):(\d+)")
@@ -123,10 +124,29 @@ async def main(seconds: float, rate: float, plain: bool) -> int:
     return 0 if ok and exit_codes == [0, 0] else 1
 
 
+async def firehose_main(seconds: float) -> int:
+    """``--firehose``: entries/s of one stream, per message and batched."""
+    server = LogServerProcess(0, 1.0)
+    await server.start()
+    try:
+        per_message, batched = await measure(f"127.0.0.1:{server.port}", seconds)
+    finally:
+        await server.kill()
+    print(report(per_message, batched), flush=True)
+    return 0
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=15.0, help="how long the demo runs")
     parser.add_argument("--rate", type=float, default=25.0, help="log entries per second")
     parser.add_argument("--plain", action="store_true", help="plain lines even on a terminal")
+    parser.add_argument(
+        "--firehose",
+        action="store_true",
+        help="measure entries/s of one stream, per message and batched (--seconds each)",
+    )
     args = parser.parse_args()
+    if args.firehose:
+        raise SystemExit(asyncio.run(firehose_main(args.seconds)))
     raise SystemExit(asyncio.run(main(args.seconds, args.rate, args.plain)))

@@ -27,6 +27,7 @@ from grpcstream_demo.logs_pb2 import (
     UploadSummary,
 )
 
+from .batches import FIREHOSE, LogBatchService, firehose
 from .source import FileTail, LogSource, SyntheticLog, level_filter
 
 DRAINING = "the server is shutting down; resume with after_seq={}"
@@ -62,8 +63,12 @@ class LogService(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
 
         With ``follow`` the stream stays open for new entries; ``limit`` ends it after that
         many entries. When the server drains, the stream ends with UNAVAILABLE so that the
-        client knows to resume rather than to stop.
+        client knows to resume rather than to stop. ``service="firehose"`` sends fresh
+        entries as fast as they go instead (``demo --firehose``).
         """
+        if request.service == FIREHOSE:
+            await firehose(stream, request.limit)
+            return
         matches = level_filter(request.service, request.min_level)
         last = request.after_seq
         sent = 0
@@ -149,6 +154,7 @@ async def main(port: int, source: LogSource, grace: float) -> None:
     """Serve ``source`` on 127.0.0.1:``port`` until SIGINT/SIGTERM, then drain."""
     server = grpcstream.StreamServer(f"127.0.0.1:{port}", grace=grace)
     server.add(LogService(source))
+    server.add(LogBatchService(source))  # the same logs, batched on the wire
     await server.start()
     print(f"listening on 127.0.0.1:{server.port}", flush=True)
     await server.serve()
