@@ -18,6 +18,7 @@ from docs.snippets import (
     broadcast,
     cancellation,
     client,
+    coalescing,
     errors,
     half_close,
     log_server,
@@ -54,7 +55,8 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "backpressure": [
         "uploaded: 1000",
-        "statistics: SendQueueStatistics(queued=8, sent=0, max_size=8, waiting_senders=0)",
+        "statistics: SendQueueStatistics(queued=8, sent=0, max_size=8, waiting_senders=0, "
+        "batches=0)",
         "sent 8, dropped 92",
     ],
     "cancellation": [
@@ -102,7 +104,7 @@ EXPECTED: dict[str, list[str]] = {
         "bad token: UNAUTHENTICATED",
     ],
     "shutdown": [
-        "open stream ended: OK",
+        "open stream ended: UNAVAILABLE (server draining",
         "new call after the drain: UNAVAILABLE",
     ],
     "quickstart": [
@@ -111,6 +113,13 @@ EXPECTED: dict[str, list[str]] = {
         "uploaded: 100",
         "followed: api 1",
         "followed: api 3",
+    ],
+    "coalescing": [
+        "received: 1000 entries, last 1000",
+        "uploaded: 5000",
+        "batches: ",
+        "plain client read: 1000 entries",
+        "plain client sent batches, the handler read: 2 entries",
     ],
     "errors": [
         "api: True",
@@ -137,6 +146,7 @@ EXPECTED: dict[str, list[str]] = {
 
 SELF_CONTAINED: dict[str, Callable[[], Awaitable[None]]] = {
     "broadcast": broadcast.main,
+    "coalescing": coalescing.main,
     "retry": retry.main,
     "security": security.main,
     "server": server.main,
