@@ -102,10 +102,12 @@ docs-check: docs
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.broadcast
 	$(BIN)/python -m benchmarks.telemetry
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m benchmarks.run --quick
+	$(BIN)/python -m benchmarks.broadcast --quick
 	$(BIN)/python -m benchmarks.telemetry --quick --output-dir /tmp/grpcstream-bench-quick
 
 clean:

@@ -40,6 +40,41 @@ def test_tiny_benchmark_run_writes_every_scenario(tmp_path: Path) -> None:
     table = (tmp_path / "latest.md").read_text()
     assert "| 1 | server-streaming throughput |" in table
     assert "Event loop: asyncio" in table
+    if grpcstream_available():
+        coalescing = document["coalescing"]
+        variants = {(row["scenario"], row["variant"]) for row in coalescing["summary"]}
+        assert ("server_stream", "raw batching loop") in variants
+        assert ("client_stream", "grpcstream coalescing") in variants
+        assert ("bidi_pipelined", "raw per-message") in variants
+        assert ("producers_16", "grpcstream coalescing") in variants
+        assert ("light_load", "grpcstream per-message") in variants
+        assert all(run["entries"] > 0 for run in coalescing["runs"])
+        assert len(coalescing["sweep"]) == 5
+        assert "## Coalescing (issue 16)" in table
+
+
+@pytest.mark.slow
+def test_tiny_broadcast_benchmark_writes_every_figure(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.broadcast", "--tiny", "--output-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    document = json.loads((tmp_path / "broadcast.json").read_text())
+    assert [row["subscribers"] for row in document["publish"]] == [1, 100, 1000]
+    assert {(run["impl"], run["subscribers"]) for run in document["fanout"]} == {
+        (impl, n) for impl in ("queues", "broadcast") for n in (10, 100)
+    }
+    assert all(
+        run["delivered"] == run["subscribers"] * (50 if run["subscribers"] == 10 else 5)
+        for run in document["fanout"]
+    )
+    assert document["memory"]["bytes_per_subscriber"] > 0
+    assert "## Fan-out throughput over gRPC" in (tmp_path / "broadcast.md").read_text()
 
 
 async def test_microbench_measures_every_building_block() -> None:

@@ -15,8 +15,10 @@ import pytest
 
 from docs.snippets import (
     backpressure,
+    broadcast,
     cancellation,
     client,
+    coalescing,
     errors,
     half_close,
     log_server,
@@ -40,9 +42,22 @@ DOCS = REPO_ROOT / "docs"
 
 # Snippet module -> the lines its main() must print, in this order (each is a line's prefix).
 EXPECTED: dict[str, list[str]] = {
+    "broadcast": [
+        "after 97: [98, 99, 100, 101]",
+        "position: 101",
+        "last 3: [99, 100, 101]",
+        "after=42: position 42 is no longer held: the oldest entry held is 91",
+        "on_gap='oldest': starts at 91 dropped 48",
+        "drop_oldest: resumes at 41 dropped 40",
+        "disconnect: the subscriber fell 50 entries behind (max_lag=10)",
+        "block: publish() raises WouldBlock; apublish() waits",
+        "block: apublish() returned position 61",
+        "over gRPC: [1, 2, 3, 4, 5, 6]",
+    ],
     "backpressure": [
         "uploaded: 1000",
-        "statistics: SendQueueStatistics(queued=8, sent=0, max_size=8, waiting_senders=0)",
+        "statistics: SendQueueStatistics(queued=8, sent=0, max_size=8, waiting_senders=0, "
+        "batches=0)",
         "sent 8, dropped 92",
     ],
     "cancellation": [
@@ -100,6 +115,13 @@ EXPECTED: dict[str, list[str]] = {
         "followed: api 1",
         "followed: api 3",
     ],
+    "coalescing": [
+        "received: 1000 entries, last 1000",
+        "uploaded: 5000",
+        "batches: ",
+        "plain client read: 1000 entries",
+        "plain client sent batches, the handler read: 2 entries",
+    ],
     "errors": [
         "api: True",
         "missing: None",
@@ -130,6 +152,8 @@ EXPECTED: dict[str, list[str]] = {
 }
 
 SELF_CONTAINED: dict[str, Callable[[], Awaitable[None]]] = {
+    "broadcast": broadcast.main,
+    "coalescing": coalescing.main,
     "observability": observability.main,
     "retry": retry.main,
     "security": security.main,

@@ -77,19 +77,25 @@ async def resuming_stream(
 
 
 def with_after(request: LogRequest, after_seq: int) -> LogRequest:
-    """A copy of ``request`` that resumes after ``after_seq``."""
+    """A copy of ``request`` that resumes after ``after_seq`` (and no longer asks for ``last``)."""
     resumed = LogRequest()
     resumed.CopyFrom(request)
     resumed.after_seq = after_seq
+    resumed.last = 0
     return resumed
 
 
 @dataclass
 class Stats:
-    """What the dashboard has seen; ``gaps`` and ``duplicates`` check the sequence."""
+    """What the dashboard has seen; ``gaps`` and ``duplicates`` check the sequence.
+
+    The first entry sets the baseline (a viewer may start anywhere); after it, every jump
+    in ``seq`` is a gap and ``missed`` adds up the entries skipped.
+    """
 
     received: int = 0
     gaps: int = 0
+    missed: int = 0
     duplicates: int = 0
     reconnects: int = 0
     last_seq: int = 0
@@ -101,10 +107,11 @@ class Stats:
 
     def add(self, entry: LogEntry, contiguous: bool) -> None:
         """Count ``entry``; with ``contiguous``, every seq must follow the last one."""
-        if entry.seq <= self.last_seq:
+        if self.received and entry.seq <= self.last_seq:
             self.duplicates += 1
-        elif contiguous and entry.seq != self.last_seq + 1:
+        elif contiguous and self.received and entry.seq != self.last_seq + 1:
             self.gaps += 1
+            self.missed += entry.seq - self.last_seq - 1
         self.last_seq = max(self.last_seq, entry.seq)
         self.received += 1
         self.levels[Level.Name(entry.level)] += 1

@@ -1,10 +1,13 @@
-"""The log server: LogService with all four RPC patterns.
+"""The log server: LogService with all four RPC patterns, its live tail a Broadcast.
 
 Run: ``python -m examples.logs.server --port 50051`` (synthetic logs at ``--rate`` entries
 per second) or ``python -m examples.logs.server --port 50051 --file /var/log/app.log``
-(tail a real file). It prints ``listening on HOST:PORT`` once it accepts calls, and on
-SIGINT/SIGTERM it drains: open streams end with UNAVAILABLE (resume with ``after_seq``),
-and the process exits 0.
+(tail a real file). One task reads the source and publishes every entry into a
+``grpcstream.Broadcast`` that keeps the last ``--log-entries``; every following
+``StreamLogs`` call is a subscription to it, so a thousand viewers cost one reader of the
+source. It prints ``listening on HOST:PORT`` once it accepts calls, and on SIGINT/SIGTERM
+it drains: open streams end with UNAVAILABLE (resume with ``after_seq``), and the process
+exits 0.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from grpcstream_demo.logs_pb2 import (
     UploadSummary,
 )
 
+from .batches import FIREHOSE, LogBatchService, firehose
 from .metrics import prometheus_telemetry
 from .source import FileTail, LogSource, SyntheticLog, level_filter
 
@@ -38,10 +42,15 @@ class LogService(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
 
     Args:
         source: where entries come from.
+        log: the broadcast that :func:`publish` fills from ``source``; following calls
+            of ``StreamLogs`` subscribe to it. Without one they read ``source`` directly.
     """
 
-    def __init__(self, source: LogSource) -> None:
+    def __init__(
+        self, source: LogSource, log: grpcstream.Broadcast[LogEntry] | None = None
+    ) -> None:
         self.source = source
+        self.log = log
         self.uploaded = 0
 
     @grpcstream.unary
@@ -63,9 +72,31 @@ class LogService(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
 
         With ``follow`` the stream stays open for new entries; ``limit`` ends it after that
         many entries. When the server drains, the stream ends with UNAVAILABLE so that the
-        client knows to resume rather than to stop.
+        client knows to resume rather than to stop. ``service="firehose"`` sends fresh
+        entries as fast as they go instead (``demo --firehose``).
+
+        Following streams are subscriptions to the broadcast log: ``after_seq`` (0: from
+        the oldest entry held) or ``last`` picks where it starts, ``max_lag`` makes a
+        slow viewer skip ahead instead of falling further behind. An ``after_seq`` older
+        than the log holds ends with OUT_OF_RANGE naming the oldest entry held.
         """
+        if request.service == FIREHOSE:
+            await firehose(stream, request.limit)
+            return
         matches = level_filter(request.service, request.min_level)
+        if request.follow and self.log is not None:
+            # --8<-- [start:serve]
+            await self.log.serve(
+                stream,
+                after=None if request.last else request.after_seq,
+                last=request.last or None,
+                on_gap="oldest" if request.after_seq == 0 else "raise",
+                max_lag=request.max_lag or None,
+                where=matches,
+                limit=request.limit or None,
+            )
+            # --8<-- [end:serve]
+            return
         last = request.after_seq
         sent = 0
         entries = self.source.entries(request.after_seq, request.follow, stream.closing)
@@ -146,19 +177,38 @@ class LogService(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
             raise grpcstream.Unavailable("the server is shutting down")
 
 
-async def main(port: int, source: LogSource, grace: float, metrics_port: int | None = None) -> None:
+async def publish(
+    source: LogSource, log: grpcstream.Broadcast[LogEntry], stop: asyncio.Event
+) -> None:
+    """Publish every entry of ``source`` into ``log`` until ``stop`` is set."""
+    async with contextlib.aclosing(source.entries(0, True, stop)) as entries:
+        async for entry in entries:
+            log.publish(entry)
+
+
+async def main(
+    port: int, source: LogSource, grace: float, log_entries: int, metrics_port: int | None = None
+) -> None:
     """Serve ``source`` on 127.0.0.1:``port`` until SIGINT/SIGTERM, then drain."""
     telemetry, metrics = None, ""
     if metrics_port is not None:  # Prometheus at http://127.0.0.1:PORT/metrics
         telemetry, bound = prometheus_telemetry(metrics_port)
         metrics = f"metrics on http://127.0.0.1:{bound}/metrics"
     server = grpcstream.StreamServer(f"127.0.0.1:{port}", grace=grace, telemetry=telemetry)
-    server.add(LogService(source))
+    log = grpcstream.Broadcast(LogEntry, max_entries=log_entries, key=lambda entry: entry.seq)
+    server.add(LogService(source, log))
+    server.add(LogBatchService(source))  # the same logs, batched on the wire
     await server.start()
+    publisher = asyncio.create_task(publish(source, log, server.closing))
     print(f"listening on 127.0.0.1:{server.port}", flush=True)
     if metrics:
         print(metrics, flush=True)
-    await server.serve()
+    try:
+        await server.serve()
+    finally:
+        publisher.cancel()
+        await asyncio.wait([publisher])
+        await log.aclose()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -168,6 +218,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=20.0, help="synthetic entries per second")
     parser.add_argument("--file", type=Path, help="tail this file instead of synthetic logs")
     parser.add_argument("--grace", type=float, default=5.0, help="drain period in seconds")
+    parser.add_argument(
+        "--log-entries", type=int, default=10_000, help="entries the broadcast log keeps"
+    )
     parser.add_argument("--metrics-port", type=int, help="serve Prometheus metrics (0: any)")
     return parser.parse_args(argv)
 
@@ -176,4 +229,4 @@ if __name__ == "__main__":
     args = parse_args()
     logging.basicConfig(level=logging.WARNING, format="server: %(levelname)s %(message)s")
     chosen: LogSource = FileTail(args.file) if args.file else SyntheticLog(args.rate)
-    asyncio.run(main(args.port, chosen, args.grace, args.metrics_port))
+    asyncio.run(main(args.port, chosen, args.grace, args.log_entries, args.metrics_port))

@@ -98,6 +98,28 @@ class LogEntry(_message.Message):
 Global___LogEntry: _TypeAlias = LogEntry  # noqa: Y015
 
 @_typing.final
+class LogBatch(_message.Message):
+    """Many log entries in one message: the wire type of the coalesced methods below."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENTRIES_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def entries(self) -> _containers.RepeatedCompositeFieldContainer[Global___LogEntry]: ...
+    def __init__(
+        self,
+        *,
+        entries: _abc.Iterable[Global___LogEntry] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["entries", b"entries"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___LogBatch: _TypeAlias = LogBatch  # noqa: Y015
+
+@_typing.final
 class StatusRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -153,6 +175,8 @@ class LogRequest(_message.Message):
     AFTER_SEQ_FIELD_NUMBER: _builtins.int
     FOLLOW_FIELD_NUMBER: _builtins.int
     LIMIT_FIELD_NUMBER: _builtins.int
+    LAST_FIELD_NUMBER: _builtins.int
+    MAX_LAG_FIELD_NUMBER: _builtins.int
     service: _builtins.str
     min_level: Global___Level.ValueType
     after_seq: _builtins.int
@@ -161,6 +185,10 @@ class LogRequest(_message.Message):
     """Keep the stream open and send new entries as they arrive."""
     limit: _builtins.int
     """Stop after this many entries (0 = no limit)."""
+    last: _builtins.int
+    """Start with the last N entries the server holds, then follow (0 = not used)."""
+    max_lag: _builtins.int
+    """Skip ahead (and lose entries) when further behind than this (0 = as far as the log holds)."""
     def __init__(
         self,
         *,
@@ -169,10 +197,12 @@ class LogRequest(_message.Message):
         after_seq: _builtins.int = ...,
         follow: _builtins.bool = ...,
         limit: _builtins.int = ...,
+        last: _builtins.int = ...,
+        max_lag: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "follow", b"follow", "limit", b"limit", "min_level", b"min_level", "service", b"service"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["after_seq", b"after_seq", "follow", b"follow", "last", b"last", "limit", b"limit", "max_lag", b"max_lag", "min_level", b"min_level", "service", b"service"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -6,6 +6,8 @@ The public API lives here; everything else is in private modules.
 from __future__ import annotations
 
 from ._base import USE_CLIENT_DEFAULT, StreamState, UseClientDefault
+from ._batching import Batching
+from ._broadcast import DEFAULT_MAX_ENTRIES, Broadcast, BroadcastStatistics
 from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._client import MetadataArg, StreamClient, connect
 from ._exceptions import (
@@ -58,15 +60,19 @@ from ._servicer import (
     server_streaming,
     unary,
 )
+from ._subscription import Subscription, SubscriptionStatistics
 from ._telemetry import Telemetry
 from ._version import __version__
 
 __all__ = [
     "Aborted",
     "AlreadyExists",
+    "Batching",
     "BearerAuth",
     "BearerToken",
     "BidiStream",
+    "Broadcast",
+    "BroadcastStatistics",
     "BrokenStreamError",
     "BusyStreamError",
     "CallContext",
@@ -76,6 +82,7 @@ __all__ = [
     "ClientTLS",
     "Compression",
     "DEFAULT_GRACE",
+    "DEFAULT_MAX_ENTRIES",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_QUEUED",
     "DEFAULT_PUBLIC_SERVICES",
@@ -109,6 +116,8 @@ __all__ = [
     "StreamServer",
     "StreamServicer",
     "StreamState",
+    "Subscription",
+    "SubscriptionStatistics",
     "Telemetry",
     "USE_CLIENT_DEFAULT",
     "UnaryCall",

@@ -1,0 +1,566 @@
+"""Broadcast: one bounded replay log, many subscribers, each with its own cursor.
+
+The log is one list of entries with a moving head (compacted now and then, so appending
+and evicting are amortised O(1)). A subscriber is an integer cursor into it, nothing
+more: publishing never copies an entry per subscriber and never walks the subscribers.
+Memory is the log plus a small constant per subscriber, however far behind they are.
+
+Subscribers that have caught up park on a future of their own; ``publish()`` schedules
+one callback (once per burst) that resolves the futures parked so far and empties that
+set, so publishing stays O(1) and a burst costs one wake-up per waiting subscriber, not
+one per entry. A subscriber that falls
+behind finds out when it next reads (its cursor is older than the log, or further behind
+than ``max_lag``) and applies its policy then; only ``block`` subscribers are consulted
+by the publisher, because they hold entries back from eviction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from bisect import bisect_right
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NamedTuple, TypeVar
+
+from typing_extensions import override
+
+from ._exceptions import StreamClosedError, WouldBlock
+
+if TYPE_CHECKING:
+    from ._server_stream import ServerStream
+    from ._subscription import OnGap, Subscription
+
+__all__ = [
+    "DEFAULT_MAX_ENTRIES",
+    "Broadcast",
+    "BroadcastStatistics",
+    "Policy",
+]
+
+T = TypeVar("T")
+
+Policy = Literal["drop_oldest", "disconnect", "block"]
+"""What happens to a subscriber that falls behind (see ``Broadcast.subscribe()``)."""
+
+POLICIES: Final = ("drop_oldest", "disconnect", "block")
+
+DEFAULT_MAX_ENTRIES: Final = 10_000
+"""Default bound of a [`Broadcast`][grpcstream.Broadcast] log, in entries."""
+
+PUBLISH_AFTER_CLOSE = "publish() after aclose(): the broadcast has ended and nothing was published"
+BLOCKED = (
+    "a 'block' subscriber has not read the entry this publish would evict (or is max_lag "
+    "behind); use `await apublish()` to wait for it"
+)
+
+_COMPACT_AT: Final = 1024  # head offset at which the list is compacted (when half is dead)
+
+
+class BroadcastStatistics(NamedTuple):
+    """A snapshot of a [`Broadcast`][grpcstream.Broadcast], from ``statistics()``.
+
+    Attributes:
+        entries: entries held in the log now.
+        bytes: their total size (0 unless ``max_bytes`` is set).
+        oldest: position of the oldest entry held (``None`` while the log is empty).
+        newest: position of the newest entry published (``None`` before the first).
+        published: entries published since the log was created.
+        evicted: entries evicted to respect ``max_entries`` and ``max_bytes``.
+        subscribers: open subscriptions.
+        max_entries: the entry bound.
+        max_bytes: the byte bound (``None``: none).
+    """
+
+    entries: int
+    bytes: int
+    oldest: int | None
+    newest: int | None
+    published: int
+    evicted: int
+    subscribers: int
+    max_entries: int
+    max_bytes: int | None
+
+
+class Broadcast(Generic[T]):
+    """A typed, in-process fan-out log with replay: one publisher, any number of subscribers.
+
+    ``publish()`` appends to one bounded log and returns the entry's position; every
+    subscriber reads the same log through its own cursor. A subscriber can start live,
+    after a position it already has (no gap, no duplicate, even while publishing runs
+    at full speed), or with the last ``n`` entries. How a slow subscriber is handled is
+    chosen per subscriber (``policy=``).
+
+    Args:
+        entry_type: the entry class (a protobuf message class such as ``LogEntry``);
+            ``publish()`` rejects anything else with ``TypeError``.
+        max_entries: the log keeps at most this many entries (oldest evicted first).
+        max_bytes: the log keeps at most this many bytes of entries (``None``: no byte
+            bound). Sizes come from ``size`` or, for protobuf messages, ``ByteSize()``.
+        key: takes each entry's position from the entry (``lambda e: e.seq``); positions
+            must then strictly increase. Without it the log numbers entries 1, 2, 3...
+        size: the size of one entry in bytes, for ``max_bytes`` (default ``ByteSize()``).
+
+    Raises:
+        ValueError: a bound is not a positive int.
+        TypeError: ``max_bytes`` is set, no ``size`` is given and ``entry_type`` has no
+            ``ByteSize()``.
+    """
+
+    __slots__ = (
+        "__weakref__",
+        "_blocking",
+        "_bytes",
+        "_closed",
+        "_evicted",
+        "_head",
+        "_items",
+        "_key",
+        "_last_evicted",
+        "_max_bytes",
+        "_max_entries",
+        "_newest",
+        "_offset",
+        "_peak",
+        "_positions",
+        "_room",
+        "_size",
+        "_sizes",
+        "_subscribers",
+        "_type",
+        "_waiting",
+        "_wake_pending",
+        "_watches",
+    )
+
+    def __init__(
+        self,
+        entry_type: type[T],
+        *,
+        max_entries: int = DEFAULT_MAX_ENTRIES,
+        max_bytes: int | None = None,
+        key: Callable[[T], int] | None = None,
+        size: Callable[[T], int] | None = None,
+    ) -> None:
+        _check_positive("max_entries", max_entries)
+        if max_bytes is not None:
+            _check_positive("max_bytes", max_bytes)
+            if size is None:
+                byte_size = getattr(entry_type, "ByteSize", None)
+                if byte_size is None:
+                    raise TypeError(
+                        f"max_bytes needs entry sizes: {entry_type.__name__} has no ByteSize(),"
+                        " so pass size=<function returning an entry's size in bytes>"
+                    )
+                size = byte_size
+        self._type = entry_type
+        self._max_entries = max_entries
+        self._max_bytes = max_bytes
+        self._key = key
+        self._size = size if max_bytes is not None else None
+        self._items: list[T] = []
+        # Parallel to _items: only kept when positions come from the entries / bytes count.
+        self._positions: list[int] | None = [] if key is not None else None
+        self._sizes: list[int] | None = [] if max_bytes is not None else None
+        self._head = 0  # index in _items of the oldest entry held
+        self._offset = 0  # absolute index (0-based publish count) of _items[0]
+        self._bytes = 0
+        self._evicted = 0
+        self._newest: int | None = None
+        self._last_evicted: int | None = None  # position of the newest evicted entry
+        # Weak: a subscription that is dropped without being closed cannot pin a cursor.
+        self._subscribers: weakref.WeakSet[Subscription[T]] = weakref.WeakSet()
+        self._blocking: weakref.WeakSet[Subscription[T]] = weakref.WeakSet()
+        self._peak = 0  # most subscribers since the sets were last rebuilt
+        self._waiting: set[asyncio.Future[None]] = set()
+        self._wake_pending = False
+        self._room: asyncio.Future[None] | None = None
+        self._closed = False
+        self._watches: dict[asyncio.Event, _ClosingWatch] = {}
+
+    # -- publishing ------------------------------------------------------------------------
+
+    def publish(self, entry: T) -> int:
+        """Append ``entry`` to the log and wake the subscribers waiting for it.
+
+        O(1) whatever the number of subscribers (plus one check per ``block`` subscriber).
+        Never waits. Subscribers waiting for it are woken right after the current burst
+        of publishes. Not thread-safe: call it from the event loop's thread.
+
+        Args:
+            entry: the entry; it is shared with every subscriber, not copied, so do not
+                mutate it afterwards.
+
+        Returns:
+            The entry's position.
+
+        Raises:
+            TypeError: ``entry`` is not an instance of ``entry_type``.
+            ValueError: its ``key`` position does not follow the newest one, or it alone
+                is larger than ``max_bytes``. Nothing was published.
+            WouldBlock: a ``block`` subscriber has not yet read what this would evict (or
+                is ``max_lag`` behind); nothing was published. ``apublish()`` waits instead.
+            StreamClosedError: the broadcast was closed.
+        """
+        if self._closed:
+            raise StreamClosedError(PUBLISH_AFTER_CLOSE)
+        if not isinstance(entry, self._type):
+            raise TypeError(f"publish() takes {self._type.__name__}, not {type(entry).__name__}")
+        position = self._position_for(entry)
+        size = self._entry_size(entry)
+        drop, freed = self._evictions(size)
+        if self._blocking and self._holds_back(drop):
+            raise WouldBlock(BLOCKED)
+        self._append(entry, position, size, drop, freed)
+        return position
+
+    async def apublish(self, entry: T) -> int:
+        """Publish ``entry``, waiting while a ``block`` subscriber holds the log back.
+
+        Without ``block`` subscribers this is ``publish()``. Publishers waiting together
+        are let through in no particular order.
+
+        Returns:
+            The entry's position.
+
+        Raises:
+            TypeError, ValueError: as ``publish()``.
+            StreamClosedError: the broadcast was closed (also while waiting).
+
+        Cancellation: if cancelled while waiting, the entry was not published.
+        """
+        while True:
+            if self._closed:
+                raise StreamClosedError(PUBLISH_AFTER_CLOSE)
+            if not isinstance(entry, self._type):
+                raise TypeError(
+                    f"apublish() takes {self._type.__name__}, not {type(entry).__name__}"
+                )
+            position = self._position_for(entry)
+            size = self._entry_size(entry)
+            drop, freed = self._evictions(size)
+            if not (self._blocking and self._holds_back(drop)):
+                self._append(entry, position, size, drop, freed)
+                return position
+            if self._room is None:
+                self._room = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._room)
+
+    def _position_for(self, entry: T) -> int:
+        if self._key is None:
+            return self._offset + len(self._items) + 1
+        position = self._key(entry)
+        if not isinstance(position, int):
+            raise TypeError(f"key() must return an int position, got {position!r}")
+        if self._newest is not None and position <= self._newest:
+            raise ValueError(
+                f"positions must increase: key() gave {position} after {self._newest};"
+                " nothing was published"
+            )
+        return position
+
+    def _entry_size(self, entry: T) -> int:
+        if self._size is None:
+            return 0
+        size = int(self._size(entry))
+        assert self._max_bytes is not None
+        if size > self._max_bytes:
+            raise ValueError(
+                f"an entry of {size} bytes cannot fit max_bytes={self._max_bytes};"
+                " nothing was published"
+            )
+        return size
+
+    def _evictions(self, size: int) -> tuple[int, int]:
+        """How many of the oldest entries must go to fit one more entry, and their bytes."""
+        held = len(self._items) - self._head
+        drop = max(0, held + 1 - self._max_entries)
+        freed = 0
+        sizes = self._sizes
+        if sizes is not None:
+            assert self._max_bytes is not None
+            head = self._head
+            for index in range(head, head + drop):
+                freed += sizes[index]
+            while self._bytes + size - freed > self._max_bytes:
+                freed += sizes[head + drop]
+                drop += 1
+        return drop, freed
+
+    def _holds_back(self, drop: int) -> bool:
+        """True if a ``block`` subscriber would lose an entry, or pass its ``max_lag``."""
+        end = self._offset + len(self._items)
+        new_oldest = self._offset + self._head + drop
+        for subscription in self._blocking:
+            cursor = subscription._next
+            if cursor < new_oldest:
+                return True
+            limit = subscription._max_lag
+            if limit is not None and end + 1 - cursor > limit:
+                return True
+        return False
+
+    def _append(self, entry: T, position: int, size: int, drop: int, freed: int) -> None:
+        self._items.append(entry)
+        if self._positions is not None:
+            self._positions.append(position)
+        if self._sizes is not None:
+            self._sizes.append(size)
+            self._bytes += size - freed
+        self._newest = position
+        if drop:
+            self._evict(drop)
+        if self._waiting and not self._wake_pending:
+            # The wake-ups run once, after this burst of publishes, not inside publish():
+            # publish stays O(1) and a burst costs one wake-up per waiting subscriber.
+            self._wake_pending = True
+            asyncio.get_running_loop().call_soon(self._wake_waiting)
+
+    def _wake_waiting(self) -> None:
+        self._wake_pending = False
+        waiting = self._waiting
+        if waiting:
+            self._waiting = set()
+            for waiter in waiting:
+                if not waiter.done():
+                    waiter.set_result(None)
+
+    def _evict(self, drop: int) -> None:
+        self._head += drop
+        self._evicted += drop
+        self._last_evicted = self._position_at(self._offset + self._head - 1)
+        head = self._head
+        if head >= _COMPACT_AT and head * 2 >= len(self._items):
+            # Amortised O(1): each entry is moved at most once before it is dropped.
+            del self._items[:head]
+            if self._positions is not None:
+                del self._positions[:head]
+            if self._sizes is not None:
+                del self._sizes[:head]
+            self._offset += head
+            self._head = 0
+
+    # -- reading (used by Subscription) ----------------------------------------------------
+
+    def _position_at(self, index: int) -> int:
+        if self._positions is None:
+            return index + 1
+        return self._positions[index - self._offset]
+
+    def _index_after(self, position: int) -> int:
+        """Absolute index of the first entry held whose position is after ``position``."""
+        oldest = self._offset + self._head
+        if self._positions is None:
+            return max(oldest, min(position, self._offset + len(self._items)))
+        return self._offset + bisect_right(self._positions, position, lo=self._head)
+
+    def _add_subscriber(self, subscription: Subscription[T]) -> None:
+        self._subscribers.add(subscription)
+        if subscription._policy == "block":
+            self._blocking.add(subscription)
+        self._peak = max(self._peak, len(self._subscribers))
+
+    def _shrink(self) -> None:
+        # A set never gives back its table: after a crowd of subscribers has left, rebuild
+        # the sets so that memory follows the subscribers still here, not the peak.
+        count = len(self._subscribers)
+        if self._peak > 64 and count * 4 < self._peak:
+            self._subscribers = weakref.WeakSet(self._subscribers)
+            self._blocking = weakref.WeakSet(self._blocking)
+            self._peak = count
+
+    def _wake_publishers(self) -> None:
+        room = self._room
+        if room is not None:
+            self._room = None
+            if not room.done():
+                room.set_result(None)
+
+    # -- subscribing -----------------------------------------------------------------------
+
+    def subscribe(
+        self,
+        *,
+        after: int | None = None,
+        last: int | None = None,
+        policy: Policy = "drop_oldest",
+        max_lag: int | None = None,
+        on_gap: OnGap = "raise",
+    ) -> Subscription[T]:
+        """A subscription: an async iterator of entries, and an async context manager.
+
+        ``async with log.subscribe(...) as sub: async for entry in sub: ...``. The cursor
+        is taken when the block is entered (or at the first ``__anext__`` without one)
+        and freed when it is left.
+
+        Args:
+            after: deliver the entries after this position, then live ones: no gap, no
+                duplicate. ``None`` (and no ``last``): live entries only. A position newer
+                than the log's newest waits for the entries after it.
+            last: start with the last ``last`` entries held (fewer if the log holds
+                fewer), then live ones. Not together with ``after``.
+            policy: what happens when this subscriber falls behind: ``"drop_oldest"``
+                skips ahead (``sub.dropped`` counts what it lost; others are not slowed),
+                ``"disconnect"`` ends it with ``ResourceExhausted`` (resume from
+                ``sub.position``), ``"block"`` makes the publisher wait for it (lossless,
+                but one stuck subscriber stops every publisher: see the docs).
+            max_lag: how many entries it may fall behind (``None``: as far as the log
+                holds). For ``block``, publishers wait once it is this far behind.
+            on_gap: if ``after`` is older than the log holds: ``"raise"`` raises
+                ``OutOfRange`` naming the oldest position held; ``"oldest"`` starts from
+                the oldest entry held and counts the missed entries in ``sub.dropped``.
+
+        Raises:
+            ValueError: a bad argument (checked here; ``OutOfRange`` comes on entering).
+
+        After ``aclose()`` a subscription still replays what the log holds, then ends.
+        """
+        from ._subscription import Subscription
+
+        if after is not None and last is not None:
+            raise ValueError("give after= or last=, not both")
+        if after is not None and (not isinstance(after, int) or after < 0):
+            raise ValueError(f"after must be an int >= 0, got {after!r}")
+        if last is not None and (not isinstance(last, int) or last < 0):
+            raise ValueError(f"last must be an int >= 0, got {last!r}")
+        if policy not in POLICIES:
+            raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
+        if max_lag is not None:
+            _check_positive("max_lag", max_lag)
+        if on_gap not in ("raise", "oldest"):
+            raise ValueError(f"on_gap must be 'raise' or 'oldest', got {on_gap!r}")
+        return Subscription(self, after, last, policy, max_lag, on_gap)
+
+    async def serve(
+        self,
+        stream: ServerStream[T],
+        *,
+        after: int | None = None,
+        last: int | None = None,
+        policy: Policy = "drop_oldest",
+        max_lag: int | None = None,
+        on_gap: OnGap = "raise",
+        where: Callable[[T], bool] | None = None,
+        limit: int | None = None,
+    ) -> None:
+        """Serve a subscription over a server-streaming handler's ``stream``: one line.
+
+        ``await self.log.serve(stream, after=request.after_seq or None)``. Entries go
+        through ``stream.send()``, so a slow client holds its cursor back in the log (the
+        policy then applies) instead of growing memory.
+
+        - The log is closed: the remaining entries are sent, then it returns (OK).
+        - The server drains (``stream.closing``): it stops at once and raises
+          ``Unavailable`` naming the last position sent, so a client with ``resume=``
+          continues, on this process or another, exactly there.
+        - The client goes away: it returns at once and the cursor is freed.
+        - A ``disconnect`` subscriber falls behind: ``ResourceExhausted`` (the status the
+          client sees) naming the position to resume after.
+
+        Args:
+            stream: the handler's ``ServerStream``.
+            after: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            last: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            policy: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            max_lag: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            on_gap: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            where: only entries for which it returns True are sent.
+            limit: return after sending this many entries.
+
+        Raises:
+            OutOfRange: ``after`` is older than the log holds (with ``on_gap="raise"``).
+            Unavailable: the server is draining.
+            ResourceExhausted: a ``disconnect`` subscriber fell behind.
+        """
+        from ._serve import serve_subscription
+
+        subscription = self.subscribe(
+            after=after, last=last, policy=policy, max_lag=max_lag, on_gap=on_gap
+        )
+        await serve_subscription(self, subscription, stream, where, limit)
+
+    def _watch_closing(self, closing: asyncio.Event) -> _ClosingWatch:
+        # One watcher task per drain event (a server has one), not one per subscriber.
+        watch = self._watches.get(closing)
+        if watch is None:
+            watch = self._watches[closing] = _ClosingWatch(self, closing)
+        return watch
+
+    # -- ending and introspection ----------------------------------------------------------
+
+    async def aclose(self) -> None:
+        """End the broadcast: no more publishing; every subscription ends cleanly.
+
+        Each subscription still receives what was published before the close, then its
+        iteration ends (``StopAsyncIteration``; ``serve()`` returns and the RPC ends OK).
+        Publishers waiting in ``apublish()`` get ``StreamClosedError``. Idempotent.
+        """
+        if self._closed:
+            return
+        self._closed = True
+        waiting, self._waiting = self._waiting, set()
+        for waiter in waiting:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._wake_publishers()
+        await asyncio.sleep(0)  # let woken subscribers see the end before we return
+
+    @property
+    def closed(self) -> bool:
+        """True once ``aclose()`` was called."""
+        return self._closed
+
+    def statistics(self) -> BroadcastStatistics:
+        """A snapshot of the log: size, bytes, oldest and newest position, subscribers."""
+        held = len(self._items) - self._head
+        oldest = self._position_at(self._offset + self._head) if held else None
+        return BroadcastStatistics(
+            entries=held,
+            bytes=self._bytes,
+            oldest=oldest,
+            newest=self._newest,
+            published=self._offset + len(self._items),
+            evicted=self._evicted,
+            subscribers=len(self._subscribers),
+            max_entries=self._max_entries,
+            max_bytes=self._max_bytes,
+        )
+
+    @override
+    def __repr__(self) -> str:
+        stats = self.statistics()
+        return (
+            f"<Broadcast[{self._type.__name__}] entries={stats.entries} oldest={stats.oldest}"
+            f" newest={stats.newest} subscribers={stats.subscribers}>"
+        )
+
+
+class _ClosingWatch:
+    """Wakes every subscription served under one drain event when it is set."""
+
+    __slots__ = ("_closing", "_log", "_task", "subscriptions")
+
+    def __init__(self, log: Broadcast[Any], closing: asyncio.Event) -> None:
+        self._log = log
+        self._closing = closing
+        self.subscriptions: set[Subscription[Any]] = set()
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name="grpcstream-broadcast-closing"
+        )
+
+    async def _run(self) -> None:
+        await self._closing.wait()
+        for subscription in list(self.subscriptions):
+            subscription._wake()
+
+    def discard(self, subscription: Subscription[Any]) -> None:
+        self.subscriptions.discard(subscription)
+        if not self.subscriptions:
+            self._task.cancel()
+            if self._log._watches.get(self._closing) is self:
+                del self._log._watches[self._closing]
+
+
+def _check_positive(name: str, value: object) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
