@@ -14,6 +14,7 @@ class TcpProxy:
         self.target_port = target_port
         self.port = 0
         self.connections = 0
+        self.refusing = False  # True: new connections are closed at once (target "down")
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -26,6 +27,9 @@ class TcpProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.refusing:
+            _abort(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ._base import USE_CLIENT_DEFAULT, StreamState, UseClientDefault
 from ._broadcast import DEFAULT_MAX_ENTRIES, Broadcast, BroadcastStatistics
 from ._calls import CallHandle, ResponseStream, UnaryCall
-from ._client import MetadataArg, StreamClient, connect
+from ._client import LoadBalancing, MetadataArg, StreamClient, connect
 from ._exceptions import (
     Aborted,
     AlreadyExists,
@@ -36,6 +36,7 @@ from ._exceptions import (
     WouldBlock,
 )
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, KeepAlive, KeepAliveEnforcement
+from ._redis_config import RedisStreams
 from ._retry import RetryEvent, RetryPolicy
 from ._security import (
     DEFAULT_PUBLIC_SERVICES,
@@ -87,10 +88,12 @@ __all__ = [
     "InvalidArgument",
     "KeepAlive",
     "KeepAliveEnforcement",
+    "LoadBalancing",
     "MetadataArg",
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
+    "RedisStreams",
     "RequestStream",
     "ResourceExhausted",
     "ResponseStream",
