@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := $(wildcard src tests examples benchmarks scripts docs/snippets)
 
-.PHONY: lock test lint typecheck pytest demo protos protos-check docs bench bench-quick clean
+.PHONY: lock test lint typecheck pytest system-packages demo protos protos-check docs bench bench-quick clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -33,8 +33,14 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP)
+pytest: $(STAMP) system-packages
 	$(BIN)/python -m pytest -q
+
+# System packages the tests need, from Debian, installed only when missing: redis-server
+# (the Redis Streams tests start their own on an ephemeral port; CI never skips them).
+system-packages:
+	@command -v redis-server >/dev/null 2>&1 || { apt-get update && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; }
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.logs.demo
