@@ -51,11 +51,13 @@ protos: $(STAMP)
 docs: $(STAMP)
 	$(BIN)/mkdocs build --strict
 
-bench: $(STAMP)
+bench: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.scale_out
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.run --quick
+	$(BIN)/python -m benchmarks.scale_out --quick
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache

@@ -46,10 +46,11 @@ def redis_server_binary() -> str:
 class RedisServer:
     """One redis-server process with AOF persistence in ``directory``; restartable."""
 
-    def __init__(self, directory: Path, *, appendonly: bool = True) -> None:
+    def __init__(self, directory: Path, *, appendonly: bool = True, fsync: str = "always") -> None:
         self.binary = redis_server_binary()
         self.directory = directory
         self.appendonly = appendonly
+        self.fsync = fsync
         self.port = 0
         self._process: asyncio.subprocess.Process | None = None
 
@@ -67,7 +68,7 @@ class RedisServer:
                 "--bind", "127.0.0.1",
                 "--dir", str(self.directory),
                 "--appendonly", "yes" if self.appendonly else "no",
-                "--appendfsync", "always",
+                "--appendfsync", self.fsync,
                 "--save", "",
                 "--protected-mode", "no",
                 "--enable-debug-command", "yes",

@@ -196,6 +196,7 @@ async def test_entries_redis_lost_are_reported_to_subscribers_never_skipped() ->
             await publish_range(pub, 151, 160)
             proxy.refusing = False
             await wait_until(lambda: b.statistics().newest == 160)
+            await wait_until(lambda: a.statistics().newest == 160)  # a reconnected too
             async with asyncio.timeout(WAIT):
                 assert await read(a, 100, 60) == list(range(101, 161))  # a had them all
                 with pytest.raises(grpcstream.DataLoss, match="50 entries between positions"):

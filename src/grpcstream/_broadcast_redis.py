@@ -306,7 +306,7 @@ class RedisLog(Generic[T]):
         config = self._config
         connected = True
         delay = 0.05
-        while True:
+        while not self._stopped:
             try:
                 if not connected:
                     async with asyncio.timeout(config.timeout):
@@ -318,6 +318,9 @@ class RedisLog(Generic[T]):
                         {self._key: f"0-{self._last}"}, count=config.max_batch, block=BLOCK_MS
                     )
             except _LOST as exc:
+                if self._stopped:
+                    # redis-py can turn our cancellation into a connection error.
+                    return
                 if connected:
                     self._lose(exc)
                     connected = False
