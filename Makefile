@@ -53,10 +53,12 @@ docs: $(STAMP)
 
 bench: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.run
+	$(BIN)/python -m benchmarks.broadcast
 	$(BIN)/python -m benchmarks.scale_out
 
 bench-quick: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.run --quick
+	$(BIN)/python -m benchmarks.broadcast --quick
 	$(BIN)/python -m benchmarks.scale_out --quick
 
 clean:

@@ -42,6 +42,30 @@ def test_tiny_benchmark_run_writes_every_scenario(tmp_path: Path) -> None:
     assert "Event loop: asyncio" in table
 
 
+@pytest.mark.slow
+def test_tiny_broadcast_benchmark_writes_every_figure(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.broadcast", "--tiny", "--output-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    document = json.loads((tmp_path / "broadcast.json").read_text())
+    assert [row["subscribers"] for row in document["publish"]] == [1, 100, 1000]
+    assert {(run["impl"], run["subscribers"]) for run in document["fanout"]} == {
+        (impl, n) for impl in ("queues", "broadcast") for n in (10, 100)
+    }
+    assert all(
+        run["delivered"] == run["subscribers"] * (50 if run["subscribers"] == 10 else 5)
+        for run in document["fanout"]
+    )
+    assert document["memory"]["bytes_per_subscriber"] > 0
+    assert "## Fan-out throughput over gRPC" in (tmp_path / "broadcast.md").read_text()
+
+
 async def test_microbench_measures_every_building_block() -> None:
     lines = await measure_all(count=200, rounds=1)
     assert [what for what, _, _ in lines][:3] == [

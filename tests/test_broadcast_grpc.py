@@ -237,7 +237,11 @@ async def test_slow_block_subscriber_holds_the_publisher_and_loses_nothing() -> 
                 slow.server_stream(
                     slow.stub.StreamLogs, LogRequest(after_seq=0, service="block")
                 ) as lagging,
-                fast.server_stream(fast.stub.StreamLogs, LogRequest(after_seq=0)) as others,
+                # Lossless too, so that a loaded machine cannot make it drop: it must get
+                # every entry published while the slow one holds the publisher back.
+                fast.server_stream(
+                    fast.stub.StreamLogs, LogRequest(after_seq=0, service="block")
+                ) as others,
             ):
                 async with asyncio.timeout(WAIT * 3):
                     await servicer.wait_for_handlers(2)
@@ -291,3 +295,31 @@ async def test_1000_grpc_subscribers_cancelling_at_random_leave_nothing_behind()
         assert not log._watches
         leftovers = [t for t in asyncio.all_tasks() if t.get_name().startswith("grpcstream-")]
         assert leftovers == []
+
+
+async def test_a_drain_ends_served_streams_unavailable_naming_the_position() -> None:
+    log = Broadcast(LogEntry, key=lambda e: e.seq)
+    for seq in range(1, 6):
+        log.publish(entry(seq))
+    server = grpcstream.StreamServer("127.0.0.1:0", grace=5.0)
+    servicer = BroadcastLogs(log)
+    server.add(servicer)
+    await server.start()
+    try:
+        async with grpcstream.connect(f"127.0.0.1:{server.port}") as channel:
+            client = grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=WAIT)
+            received: list[int] = []
+            with pytest.raises(grpcstream.Unavailable, match="resume after position 5"):
+                async with client.server_stream(
+                    client.stub.StreamLogs, LogRequest(after_seq=0)
+                ) as entries:
+                    async for e in entries:
+                        received.append(e.seq)
+                        if e.seq == 5:  # caught up: the handler now waits for entries
+                            stopping = asyncio.create_task(server.stop())
+            assert received == [1, 2, 3, 4, 5]
+            async with asyncio.timeout(WAIT):
+                await stopping
+        assert log.statistics().subscribers == 0
+    finally:
+        await server.stop(grace=0)
