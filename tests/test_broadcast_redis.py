@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable
-from typing import TypeAlias
+from typing import Literal, TypeAlias
 
 import grpc
 import pytest
@@ -367,7 +367,7 @@ class NamedStatus(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
 
 @pytest.mark.parametrize(("policy", "spread"), [("round_robin", 3), ("pick_first", 1)])
 async def test_calls_over_three_addresses_follow_the_load_balancing_policy(
-    policy: grpcstream.LoadBalancing, spread: int
+    policy: Literal["round_robin", "pick_first"], spread: int
 ) -> None:
     servers = []
     for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):

@@ -8,7 +8,7 @@ from __future__ import annotations
 from ._base import USE_CLIENT_DEFAULT, StreamState, UseClientDefault
 from ._broadcast import DEFAULT_MAX_ENTRIES, Broadcast, BroadcastStatistics
 from ._calls import CallHandle, ResponseStream, UnaryCall
-from ._client import LoadBalancing, MetadataArg, StreamClient, connect
+from ._client import MetadataArg, StreamClient, connect
 from ._exceptions import (
     Aborted,
     AlreadyExists,
@@ -88,7 +88,6 @@ __all__ = [
     "InvalidArgument",
     "KeepAlive",
     "KeepAliveEnforcement",
-    "LoadBalancing",
     "MetadataArg",
     "NotFound",
     "OutOfRange",

@@ -26,7 +26,7 @@ from ._send_queue import DEFAULT_MAX_QUEUED
 if TYPE_CHECKING:
     from typing import Self
 
-__all__ = ["LoadBalancing", "MetadataArg", "StreamClient", "connect"]
+__all__ = ["MetadataArg", "StreamClient", "connect"]
 
 StubT = TypeVar("StubT")
 ReqT = TypeVar("ReqT")
@@ -34,9 +34,6 @@ RespT = TypeVar("RespT")
 
 MetadataArg = Sequence[tuple[str, str | bytes]]
 """Metadata as callers pass it: a sequence of ``(key, value)`` pairs; keys are lowercase."""
-
-LoadBalancing = Literal["pick_first", "round_robin"]
-"""gRPC's client-side load-balancing policies that :func:`connect` offers."""
 
 CLIENT_CLOSED = "the StreamClient is closed; create a new one to start calls"
 
@@ -53,7 +50,7 @@ def connect(
     options: Sequence[ChannelOption] = (),
     tls: ClientTLS | None = None,
     grpc_retries: bool = False,
-    load_balancing: LoadBalancing = "pick_first",
+    load_balancing: Literal["pick_first", "round_robin"] = "pick_first",
 ) -> grpc.aio.Channel:
     """Open a grpc.aio channel with grpcstream's presets.
 
