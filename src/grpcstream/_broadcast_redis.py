@@ -48,6 +48,7 @@ logger = logging.getLogger("grpcstream.broadcast")
 
 NOT_STARTED: Final = "the Redis-backed broadcast is not started (await log.start() first)"
 PUBLISH_ONLY: Final = "this broadcast only publishes (RedisStreams(tail=False)): no subscribers"
+LOAD_PAGE: Final = 5_000  # entries per XREVRANGE while a replica loads the stream
 BLOCK_MS: Final = 2_000  # XREAD BLOCK: an idle replica asks again every 2 s
 FIELD: Final = b"e"
 
@@ -172,8 +173,7 @@ class RedisLog(Generic[T]):
         self._bump_script = client.register_script(BUMP_LUA)
         if config.tail:
             try:
-                async with asyncio.timeout(config.timeout):
-                    await self._load()
+                await self._load()
             except _LOST as exc:
                 await client.aclose()
                 raise Unavailable(
@@ -283,12 +283,22 @@ class RedisLog(Generic[T]):
         assert client is not None
         log = self._log
         try:
-            info = await client.xinfo_stream(self._key)
+            async with asyncio.timeout(self._config.timeout):
+                info = await client.xinfo_stream(self._key)
             newest = _position(info["last-generated-id"])
         except ResponseError:  # no such key: nothing was ever published
             newest = 0
-        newest_first: Any = await client.xrevrange(self._key, count=log._max_entries)
-        rows: list[Any] = list(reversed(newest_first or ()))
+        rows: list[Any] = []
+        end = "+"
+        while len(rows) < log._max_entries:  # pages, each within the command timeout
+            count = min(LOAD_PAGE, log._max_entries - len(rows))
+            async with asyncio.timeout(self._config.timeout):
+                page: Any = await client.xrevrange(self._key, max=end, count=count)
+            rows.extend(page or ())
+            if len(page or ()) < count:
+                break
+            end = f"({page[-1][0].decode()}"
+        rows.reverse()
         if rows:
             first = _position(rows[0][0])
             if first > 1:
