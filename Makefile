@@ -7,8 +7,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 LINT_PATHS := $(wildcard src tests examples benchmarks scripts docs/snippets)
+# The docs' JavaScript (mermaid) comes from npm, pinned by docs-js/package-lock.json.
+DOCS_JS := docs-js
+NPM_STAMP := $(DOCS_JS)/node_modules/.installed
+MERMAID := docs/assets/mermaid/mermaid.min.js
 
-.PHONY: lock test lint typecheck pytest system-packages demo protos protos-check docs bench bench-quick clean
+.PHONY: lock test test-fast lint typecheck pytest pytest-fast system-packages wheel-check demo \
+	protos protos-check docs docs-check bench bench-quick clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +29,12 @@ lock:
 		--upgrade --quiet -o requirements/dev.txt
 	rm -f $(STAMP)
 
-test: $(STAMP) lint typecheck pytest docs
+# Everything CI runs (.ci/run): lint, types, every test, the docs build and its offline
+# check in a headless browser, and the built wheel in a fresh venv.
+test: $(STAMP) lint typecheck pytest docs-check wheel-check
+
+# The quick loop while developing: no test marked slow, no docs, no wheel.
+test-fast: $(STAMP) lint typecheck pytest-fast
 
 lint: $(STAMP)
 	$(BIN)/ruff check $(LINT_PATHS)
@@ -39,8 +49,15 @@ pytest: $(STAMP) system-packages
 # System packages the tests need, from Debian, installed only when missing: redis-server
 # (the Redis Streams tests start their own on an ephemeral port; CI never skips them).
 system-packages:
-	@command -v redis-server >/dev/null 2>&1 || { apt-get update && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends redis-server; }
+	scripts/ensure_system_packages.sh redis-server
+
+pytest-fast: $(STAMP) system-packages
+	$(BIN)/python -m pytest -q -m "not slow"
+
+# Build sdist + wheel, twine check, install the wheel in fresh venvs, run the smoke suite
+# and the pip-only quickstart (scripts/wheel_check.py says what each step proves).
+wheel-check: $(STAMP)
+	$(BIN)/python scripts/wheel_check.py
 
 demo: $(STAMP)
 	$(BIN)/python -m examples.logs.demo
@@ -48,8 +65,23 @@ demo: $(STAMP)
 protos: $(STAMP)
 	$(BIN)/python scripts/gen_protos.py
 
-docs: $(STAMP)
+$(NPM_STAMP): $(DOCS_JS)/package.json $(DOCS_JS)/package-lock.json
+	scripts/ensure_system_packages.sh nodejs npm
+	cd $(DOCS_JS) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+$(MERMAID): $(NPM_STAMP)
+	mkdir -p $(dir $@)
+	cp $(DOCS_JS)/node_modules/mermaid/dist/mermaid.min.js $@
+
+docs: $(STAMP) $(MERMAID)
 	$(BIN)/mkdocs build --strict
+
+# Open the built site from disk in headless Chromium with the network off: diagrams must
+# render (bundled mermaid) and sidebar links must reach .html pages.
+docs-check: docs
+	scripts/ensure_system_packages.sh chromium
+	$(BIN)/python scripts/docs_check.py
 
 bench: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.run
@@ -62,4 +94,5 @@ bench-quick: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.scale_out --quick
 
 clean:
-	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache $(DOCS_JS)/node_modules \
+		docs/assets/mermaid build/docs-check

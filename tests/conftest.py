@@ -151,7 +151,7 @@ class ServerProcess:
 
 @contextlib.asynccontextmanager
 async def server_process() -> AsyncIterator[ServerProcess]:
-    """A started :class:`ServerProcess`, killed at the end."""
+    """A started ``ServerProcess``, killed at the end."""
     process = ServerProcess()
     await process.start()
     try:

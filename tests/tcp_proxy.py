@@ -83,7 +83,7 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 
 @contextlib.asynccontextmanager
 async def tcp_proxy(target_port: int) -> AsyncIterator[TcpProxy]:
-    """A started :class:`TcpProxy`, closed at the end."""
+    """A started ``TcpProxy``, closed at the end."""
     proxy = TcpProxy(target_port)
     await proxy.start()
     try:

@@ -106,6 +106,7 @@ async def seqs(client: LogClient, request: LogRequest) -> list[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
 async def test_100_grpc_subscribers_each_get_exactly_1_to_n() -> None:
     total = 500
     log = Broadcast(LogEntry, max_entries=total, key=lambda e: e.seq)
@@ -266,6 +267,7 @@ async def publish_all(log: Broadcast[LogEntry], total: int) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(180)
 async def test_1000_grpc_subscribers_cancelling_at_random_leave_nothing_behind() -> None:
     log = Broadcast(LogEntry, max_entries=10_000)
     servicer = BroadcastLogs(log)

@@ -10,6 +10,8 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import pytest
+
 import grpcstream
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import ERROR, FollowRequest, LogEntry, LogRequest
@@ -79,6 +81,7 @@ async def test_unary_client_and_server() -> None:
         assert "INVALID_ARGUMENT" in output
 
 
+@pytest.mark.slow  # over 5 s (pytest --durations)
 async def test_logs_demo_three_viewers_on_one_broadcast() -> None:
     code, output = await run("examples.logs.demo", "--seconds=6", "--last=10")
     assert code == 0, output

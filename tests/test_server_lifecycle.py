@@ -32,6 +32,7 @@ async def _read(call: grpc.aio.UnaryStreamCall[Req, Reply]) -> Reply:
     return reply
 
 
+@pytest.mark.slow  # over 5 s (pytest --durations)
 async def test_sigterm_drains_open_streams_then_exits_zero() -> None:
     process = ServerProcess(0, "tests.subprocess_stream_server", "--grace", "5")
     target = await process.start()
@@ -112,6 +113,7 @@ async def _idle_stream_survives(target: str, keepalive: grpcstream.KeepAlive, wa
         return survived
 
 
+@pytest.mark.slow  # over 5 s (pytest --durations)
 async def test_keepalive_presets_agree_on_a_long_idle_stream() -> None:
     """Fast pings that grpc's default enforcement answers with GOAWAY are accepted."""
     client_keepalive = grpcstream.KeepAlive(time=0.05, timeout=5.0)

@@ -18,7 +18,7 @@ LogClient = StreamClient["logs_pb2_grpc.LogServiceAsyncStub"]
 
 # --8<-- [start:raw_concurrent_writes]
 async def raw_concurrent_writes(stub: logs_pb2_grpc.LogServiceAsyncStub) -> None:
-    call = stub.UploadLogs(timeout=5)
+    call = stub.UploadLogs(timeout=30)
 
     async def produce(worker: int) -> None:
         for n in range(100):
@@ -54,7 +54,7 @@ async def concurrent_sends(logs: LogClient) -> None:
 
 # --8<-- [start:raw_unbounded]
 async def raw_unbounded_queue(stub: logs_pb2_grpc.LogServiceAsyncStub) -> None:
-    call = stub.UploadLogs(timeout=5)
+    call = stub.UploadLogs(timeout=30)
     queue: asyncio.Queue[LogEntry | None] = asyncio.Queue()  # the usual fix: one writer...
     peak = 0
 

@@ -3,7 +3,7 @@
 Run: ``python -m examples.logs.dashboard --target 127.0.0.1:50051``. On a terminal it draws
 the latest lines, counts per level, messages per second and a reconnect counter with
 rich; when stdout is not a terminal (CI, a pipe) it prints one plain line per entry. It
-survives a server restart: see :func:`resuming_stream`.
+survives a server restart: see ``resuming_stream()``.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ DRAINING = "the server is shutting down; resume with after_seq={}"
 
 
 class LogService(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
-    """Serves the entries of one :class:`LogSource`.
+    """Serves the entries of one ``LogSource``.
 
     Args:
         source: where entries come from.

@@ -5,17 +5,20 @@ from __future__ import annotations
 import enum
 from typing import Final
 
+from typing_extensions import override
+
 __all__ = ["USE_CLIENT_DEFAULT", "StreamState", "UseClientDefault"]
 
 
 class UseClientDefault(enum.Enum):
-    """Type of :data:`USE_CLIENT_DEFAULT`: "not given, use the client's default".
+    """Type of ``USE_CLIENT_DEFAULT``: "not given, use the client's default".
 
     It differs from ``None``, which means "none" (``timeout=None`` disables the deadline).
     """
 
     USE_CLIENT_DEFAULT = "USE_CLIENT_DEFAULT"
 
+    @override
     def __repr__(self) -> str:
         return "USE_CLIENT_DEFAULT"
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc
 import grpc.aio
+from typing_extensions import override
 
 from ._exceptions import (
     BusyStreamError,
@@ -110,6 +111,7 @@ class CallHandle:
         self._producer_error: BaseException | None = None
         self._tls = False  # set by StreamClient for calls on a channel from connect(tls=)
 
+    @override
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._method_name} {self._phase.value}>"
 
@@ -417,11 +419,13 @@ class UnaryCall(CallHandle, Generic[RespT]):
         on_exit = self._on_exit
         call.add_done_callback(lambda _: on_exit(self))
 
+    @override
     async def _ready_call(self) -> _AnyCall:
         if self._call is None and self._opening is not None:
             await self._opening
         return self._require_call()
 
+    @override
     def done(self) -> bool:
         """True once the RPC has finished, or failed to start."""
         opening = self._opening
@@ -429,6 +433,7 @@ class UnaryCall(CallHandle, Generic[RespT]):
             return opening.done()
         return super().done()
 
+    @override
     def _cancel(self, reason: BaseException) -> bool:
         opening = self._opening
         if self._call is None and opening is not None and not opening.done():
@@ -455,6 +460,7 @@ class UnaryCall(CallHandle, Generic[RespT]):
             raise self._unparseable()  # grpc.aio logged the deserializer's error
         return response
 
+    @override
     def spawn(self, producer: Coroutine[Any, Any, None], *, name: str | None = None) -> None:
         """Not available: a unary call has no request stream to produce for.
 
@@ -580,6 +586,7 @@ class ResponseStream(CallHandle, Generic[RespT]):
         """How many responses have been received so far."""
         return self._received
 
+    @override
     async def _finish(self) -> None:
         if not self._eof:
             self.cancel()  # the caller left early: nobody will read the rest

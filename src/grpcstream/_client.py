@@ -62,7 +62,7 @@ def connect(
             whose name may resolve to several addresses), or a list of ``ip:port``
             addresses of replicas (``["127.0.0.1:50051", "127.0.0.2:50051"]``).
         keepalive: the client keepalive preset (pings every 30 s while calls are open;
-            see :class:`KeepAlive`). ``None`` disables keepalive pings.
+            see [`KeepAlive`][grpcstream.KeepAlive]). ``None`` disables keepalive pings.
         max_send_message_bytes: the largest message this client sends (default 4 MiB).
         max_receive_message_bytes: the largest message it accepts (default 4 MiB).
         options: extra raw grpc channel options; they override the presets.
@@ -145,7 +145,7 @@ class StreamClient(Generic[StubT]):
     """Typed calls for all four RPC patterns on one channel.
 
     Args:
-        channel: a grpc.aio channel, usually from :func:`connect`.
+        channel: a grpc.aio channel, usually from [`connect()`][grpcstream.connect].
         stub_factory: the generated stub class (``logs_pb2_grpc.LogServiceStub``).
         timeout: the default deadline of every call, in seconds; ``None`` (the default)
             means no deadline. Each call may override it.
@@ -268,7 +268,7 @@ class StreamClient(Generic[StubT]):
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
 
-        The awaited handle raises what :meth:`unary` raises.
+        The awaited handle raises what [`unary()`][grpcstream.StreamClient.unary] raises.
         """
         self._check_open()
         timeout_s = self._timeout_for(timeout)
@@ -300,7 +300,8 @@ class StreamClient(Generic[StubT]):
     ) -> ResponseStream[RespT]:
         """Start a server-streaming call; use the result as ``async with ... as entries``.
 
-        Nothing is sent until the block is entered. See :class:`ResponseStream`.
+        Nothing is sent until the block is entered. See
+        [`ResponseStream`][grpcstream.ResponseStream].
 
         Args:
             retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry).

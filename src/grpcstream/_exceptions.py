@@ -12,8 +12,8 @@ GrpcStreamError
 ```
 
 No raw ``grpc.aio.AioRpcError`` reaches users: every call site that talks to grpc
-translates what grpc raises with :func:`rpc_error` (through the call handles'
-``_translate``, which also undoes grpc.aio's hidden statuses) or :func:`map_grpc_errors`,
+translates what grpc raises with ``rpc_error()`` (through the call handles'
+``_translate``, which also undoes grpc.aio's hidden statuses) or ``map_grpc_errors()``,
 and chains the original as ``__cause__``.
 """
 
@@ -25,6 +25,7 @@ from typing import ClassVar
 
 import grpc
 import grpc.aio
+from typing_extensions import override
 
 __all__ = [
     "Aborted",
@@ -130,13 +131,15 @@ class RpcError(GrpcStreamError):
 
     @property
     def status(self) -> grpc.StatusCode:
-        """Alias of :attr:`code` (grpclib calls it ``status``)."""
+        """Alias of ``code`` (grpclib calls it ``status``)."""
         return self.code
 
+    @override
     def __str__(self) -> str:
         name = self.code.name
         return f"{name}: {self.details}" if self.details else name
 
+    @override
     def __repr__(self) -> str:
         return f"{type(self).__name__}(code={self.code.name}, details={self.details!r})"
 
@@ -275,7 +278,7 @@ def rpc_error(
     details: str | None = "",
     trailing_metadata: object = None,
 ) -> RpcError:
-    """Build the :class:`RpcError` subclass for a status code.
+    """Build the ``RpcError`` subclass for a status code.
 
     Args:
         code: a non-OK status code.
@@ -291,13 +294,13 @@ def rpc_error(
 
 
 def from_aio_error(exc: grpc.aio.AioRpcError) -> RpcError:
-    """Translate one ``AioRpcError`` into the matching :class:`RpcError` subclass."""
+    """Translate one ``AioRpcError`` into the matching ``RpcError`` subclass."""
     return rpc_error(exc.code(), exc.details(), exc.trailing_metadata())
 
 
 @contextlib.contextmanager
 def map_grpc_errors() -> Iterator[None]:
-    """Translate ``grpc.aio.AioRpcError`` raised inside the block into :class:`RpcError`.
+    """Translate ``grpc.aio.AioRpcError`` raised inside the block into ``RpcError``.
 
     This is the single boundary between grpc's untyped errors and grpcstream's hierarchy.
     ``asyncio.CancelledError`` passes through untouched.
@@ -312,7 +315,7 @@ _NOT_RETRIED_CLASSES: dict[type[RpcError], type[RpcError]] = {}
 
 
 def retry_not_possible(error: RpcError, reason: str) -> RpcError:
-    """``error`` again, as an instance of both its class and :class:`RetryNotPossibleError`.
+    """``error`` again, as an instance of both its class and ``RetryNotPossibleError``.
 
     Args:
         error: the typed failure that could not be retried.

@@ -38,8 +38,9 @@ class KeepAlive:
     """Client keepalive: HTTP/2 pings that detect a dead connection on a quiet stream.
 
     The default pings every 30 s while calls are open and gives up on the connection when a
-    ping is not answered within 10 s. A :class:`KeepAliveEnforcement` with its default
-    accepts this (it allows pings every 10 s).
+    ping is not answered within 10 s. A
+    [`KeepAliveEnforcement`][grpcstream.KeepAliveEnforcement] with its default accepts this
+    (it allows pings every 10 s).
 
     Args:
         time: seconds between pings while the connection is otherwise idle.

@@ -76,7 +76,7 @@ class RetryPolicy:
             replaces ``retry_on``.
         replay_buffer_bytes: how much a client or bidi stream keeps of what it sent, to
             replay it on a new attempt. Past this, the stream is no longer retried.
-        on_retry: called with a :class:`RetryEvent` before each retry.
+        on_retry: called with a [`RetryEvent`][grpcstream.RetryEvent] before each retry.
         sleep: the sleep function (tests inject one to assert backoff without waiting).
 
     Raises:

@@ -23,6 +23,7 @@ from typing import Any
 
 import grpc
 import grpc.aio
+from typing_extensions import override
 
 from ._exceptions import RpcError
 
@@ -169,6 +170,7 @@ class ClientTLS:
             options.append(("grpc.ssl_target_name_override", self._server_name))
         return credentials, options
 
+    @override
     def __repr__(self) -> str:
         key = "None" if self._key is None else _REDACTED
         return (
@@ -224,6 +226,7 @@ class ServerTLS:
             require_client_auth=self._client_ca is not None,
         )
 
+    @override
     def __repr__(self) -> str:
         return (
             f"ServerTLS(cert={_size(self._cert)}, key={_REDACTED}, "
@@ -316,6 +319,7 @@ class BearerToken:
         fetched = self.fetch()
         return fetched if isinstance(fetched, tuple) else bearer_metadata(await fetched)
 
+    @override
     def __repr__(self) -> str:
         kind = "static" if self._static is not None else "callable"
         return f"BearerToken(<{kind} token {_REDACTED}>)"
@@ -376,10 +380,12 @@ class BearerAuth(grpc.aio.ServerInterceptor):
         self._verify = verify
         self._public = tuple(f"/{name}/" for name in public_services)
 
+    @override
     def __repr__(self) -> str:
         name = getattr(self._verify, "__qualname__", type(self._verify).__name__)
         return f"BearerAuth(verify={name})"
 
+    @override
     async def intercept_service(
         self,
         continuation: Callable[

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import grpc
 import grpc.aio
+from typing_extensions import override
 
 from ._calls import (
     _CORE_INTERNAL,
@@ -299,6 +300,7 @@ class _Sender(CallHandle, Generic[ReqT]):
             return  # the writer or reader that meets it next decides whether to retry
         queue.fail(error)
 
+    @override
     def _fail_sending(self, error: BaseException) -> None:
         if self._queue is not None:
             self._queue.fail(error)
@@ -358,6 +360,7 @@ class _Sender(CallHandle, Generic[ReqT]):
         """A snapshot of the send queue: queued, sent, max size and waiting senders."""
         return self._require_queue().statistics()
 
+    @override
     async def _release(self) -> None:
         if self._queue is not None:
             await self._queue.aclose()
@@ -466,6 +469,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
                 raise self._unparseable()  # grpc.aio logged the deserializer's error
             return response
 
+    @override
     async def _unmasked(self, error: RpcError) -> RpcError:
         # A write that meets the end of the call makes grpc.aio replace the status with
         # INTERNAL; the response side of a client stream still holds the real one.
@@ -491,6 +495,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
             raise UsageError(NOT_FINISHED)
         return self._response
 
+    @override
     async def _finish(self) -> None:
         if self._received_status:
             return  # close_and_receive() already returned the response or raised the error
@@ -585,6 +590,7 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         self._last = message  # type: ignore[assignment]
         return message  # type: ignore[return-value]
 
+    @override
     def _replacement_messages(self, error: RpcError) -> list[ReqT] | None:
         if self._last is None:
             return super()._replacement_messages(error)
@@ -609,6 +615,7 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         """How many responses have been received so far."""
         return self._received
 
+    @override
     async def _finish(self) -> None:
         await self._wait_producers()
         if self._eof:

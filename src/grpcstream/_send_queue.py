@@ -2,7 +2,7 @@
 
 grpc.aio allows one outstanding ``write()`` per call; a second concurrent write fails the
 RPC with INTERNAL. Every grpcstream stream therefore funnels its messages through a
-SendQueue: any number of tasks call :meth:`SendQueue.send`, one writer task owns the
+SendQueue: any number of tasks call ``SendQueue.send()``, one writer task owns the
 ``write`` coroutine. The queue is bounded, so a slow peer slows producers down instead of
 growing memory (backpressure), modelled on anyio's memory object streams.
 """

@@ -3,7 +3,7 @@
 A ``ServerStream`` funnels every ``send()`` through one SendQueue whose writer task owns
 ``context.write()``, so any number of tasks may send. When the client goes away (cancel,
 disconnect, deadline) the queue fails with ``BrokenStreamError``: pending and later sends
-raise it, and producer tasks started with :meth:`ServerStream.spawn` are cancelled.
+raise it, and producer tasks started with ``ServerStream.spawn()`` are cancelled.
 """
 
 from __future__ import annotations

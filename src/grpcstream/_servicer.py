@@ -120,8 +120,8 @@ def client_streaming(
 ) -> Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], Awaitable[RespT]]:
     """Adapt a client-streaming handler: ``async def M(self, requests, context) -> Reply``.
 
-    ``requests`` is a :class:`RequestStream` that ends at the client's half-close. Errors
-    are handled as in :func:`unary`.
+    ``requests`` is a [`RequestStream`][grpcstream.RequestStream] that ends at the client's
+    half-close. Errors are handled as in [`unary`][grpcstream.unary].
     """
     method = handler.__qualname__
 
@@ -143,11 +143,11 @@ def server_streaming(
 ) -> Callable[[S, ReqT, ServicerContext[ReqT, RespT]], AsyncIterator[RespT]]:
     """Adapt a server-streaming handler: ``async def M(self, request, stream) -> None``.
 
-    ``stream`` is a :class:`ServerStream`: ``send()`` from any number of tasks. Returning
-    ends the RPC with OK once everything sent is written. When the client goes away,
-    pending and later sends raise ``BrokenStreamError`` and spawned producers are
-    cancelled; a handler still running ``CLIENT_GONE_GRACE`` seconds later is cancelled.
-    Errors are handled as in :func:`unary`.
+    ``stream`` is a [`ServerStream`][grpcstream.ServerStream]: ``send()`` from any number of
+    tasks. Returning ends the RPC with OK once everything sent is written. When the client
+    goes away, pending and later sends raise ``BrokenStreamError`` and spawned producers
+    are cancelled; a handler still running ``CLIENT_GONE_GRACE`` seconds later is cancelled.
+    Errors are handled as in [`unary`][grpcstream.unary].
     """
     method = handler.__qualname__
 
@@ -173,7 +173,7 @@ def bidi_streaming(
     """Adapt a bidi handler: ``async def M(self, requests, stream) -> None``.
 
     Read ``requests`` and ``send()`` on ``stream`` concurrently (for instance with
-    ``stream.spawn()``). Behaves like :func:`server_streaming` otherwise.
+    ``stream.spawn()``). Behaves like [`server_streaming`][grpcstream.server_streaming] otherwise.
     """
     method = handler.__qualname__
 
