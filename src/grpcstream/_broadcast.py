@@ -22,6 +22,8 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NamedTuple, TypeVar
 
+from typing_extensions import override
+
 from ._exceptions import StreamClosedError, UsageError, WouldBlock
 
 if TYPE_CHECKING:
@@ -42,12 +44,12 @@ __all__ = [
 T = TypeVar("T")
 
 Policy = Literal["drop_oldest", "disconnect", "block"]
-"""What happens to a subscriber that falls behind (see :meth:`Broadcast.subscribe`)."""
+"""What happens to a subscriber that falls behind (see ``Broadcast.subscribe()``)."""
 
 POLICIES: Final = ("drop_oldest", "disconnect", "block")
 
 DEFAULT_MAX_ENTRIES: Final = 10_000
-"""Default bound of a :class:`Broadcast` log, in entries."""
+"""Default bound of a [`Broadcast`][grpcstream.Broadcast] log, in entries."""
 
 PUBLISH_AFTER_CLOSE = "publish() after aclose(): the broadcast has ended and nothing was published"
 BLOCKED = (
@@ -59,7 +61,7 @@ _COMPACT_AT: Final = 1024  # head offset at which the list is compacted (when ha
 
 
 class BroadcastStatistics(NamedTuple):
-    """A snapshot of a :class:`Broadcast`, from ``statistics()``.
+    """A snapshot of a [`Broadcast`][grpcstream.Broadcast], from ``statistics()``.
 
     Attributes:
         entries: entries held in the log now.
@@ -102,7 +104,7 @@ class Broadcast(Generic[T]):
         key: takes each entry's position from the entry (``lambda e: e.seq``); positions
             must then strictly increase. Without it the log numbers entries 1, 2, 3...
         size: the size of one entry in bytes, for ``max_bytes`` (default ``ByteSize()``).
-        backend: a :class:`RedisStreams` to keep the log in a Redis stream shared by
+        backend: a [`RedisStreams`][grpcstream.RedisStreams] to keep the log in a Redis stream shared by
             several processes (extra ``grpcstream[redis]``; see "Scaling out"). Then
             ``await log.start()`` (or ``async with log``) connects before use, entries
             are published with ``await apublish()``, and this process's log is a mirror
@@ -491,11 +493,11 @@ class Broadcast(Generic[T]):
 
         Args:
             stream: the handler's ``ServerStream``.
-            after: as :meth:`subscribe`.
-            last: as :meth:`subscribe`.
-            policy: as :meth:`subscribe`.
-            max_lag: as :meth:`subscribe`.
-            on_gap: as :meth:`subscribe`.
+            after: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            last: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            policy: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            max_lag: as [`subscribe()`][grpcstream.Broadcast.subscribe].
+            on_gap: as [`subscribe()`][grpcstream.Broadcast.subscribe].
             where: only entries for which it returns True are sent.
             limit: return after sending this many entries.
 
@@ -585,6 +587,7 @@ class Broadcast(Generic[T]):
             max_bytes=self._max_bytes,
         )
 
+    @override
     def __repr__(self) -> str:
         stats = self.statistics()
         return (

@@ -18,7 +18,7 @@ URL_SCHEMES: Final = ("redis", "rediss", "unix")
 
 @dataclass(frozen=True, slots=True)
 class RedisStreams:
-    """Keep a :class:`Broadcast` log in a Redis stream shared by every replica.
+    """Keep a [`Broadcast`][grpcstream.Broadcast] log in a Redis stream shared by every replica.
 
     ``Broadcast(LogEntry, backend=RedisStreams("redis://redis:6379/0", "logs"))``. Every
     process that builds a Broadcast on the same ``url`` and ``stream`` shares one log:

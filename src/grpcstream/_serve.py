@@ -28,7 +28,7 @@ async def serve_subscription(
 ) -> None:
     """Send ``subscription``'s entries through ``stream`` until one of the ends.
 
-    See :meth:`Broadcast.serve`. The drain event is watched by one task per event, shared
+    See ``Broadcast.serve()``. The drain event is watched by one task per event, shared
     by every subscription served under it; the client leaving is seen through grpc's
     done-callback. So an idle served subscriber costs no task of its own, and it notices
     either end at once instead of at its next entry.

@@ -7,6 +7,8 @@ import enum
 from types import TracebackType
 from typing import TYPE_CHECKING, Final, Generic, Literal, NamedTuple, TypeVar
 
+from typing_extensions import override
+
 from ._exceptions import DataLoss, OutOfRange, ResourceExhausted, Unavailable, UsageError
 
 if TYPE_CHECKING:
@@ -56,10 +58,11 @@ class _State(enum.Enum):
 
 
 class Subscription(Generic[T]):
-    """One subscriber of a :class:`Broadcast`: a cursor into its log.
+    """One subscriber of a [`Broadcast`][grpcstream.Broadcast]: a cursor into its log.
 
-    Made by :meth:`Broadcast.subscribe`. Use it as ``async with ... as sub`` and iterate
-    it; only one task may iterate a subscription at a time. It holds no entries of its
+    Made by [`Broadcast.subscribe()`][grpcstream.Broadcast.subscribe]. Use it as
+    ``async with ... as sub`` and iterate it; only one task may iterate a subscription
+    at a time. It holds no entries of its
     own, so a slow subscriber costs memory only through the log, which is bounded.
 
     Cancellation: cancelling a task waiting in ``__anext__`` loses nothing; the cursor
@@ -319,6 +322,7 @@ class Subscription(Generic[T]):
             policy=self._policy,
         )
 
+    @override
     def __repr__(self) -> str:
         return (
             f"<Subscription {self._state.value} policy={self._policy}"
