@@ -104,8 +104,9 @@ class Broadcast(Generic[T]):
         key: takes each entry's position from the entry (``lambda e: e.seq``); positions
             must then strictly increase. Without it the log numbers entries 1, 2, 3...
         size: the size of one entry in bytes, for ``max_bytes`` (default ``ByteSize()``).
-        backend: a [`RedisStreams`][grpcstream.RedisStreams] to keep the log in a Redis stream shared by
-            several processes (extra ``grpcstream[redis]``; see "Scaling out"). Then
+        backend: a [`RedisStreams`][grpcstream.RedisStreams] to keep the log in a Redis
+            stream shared by several processes (extra ``grpcstream[redis]``; see
+            "Scaling out"). Then
             ``await log.start()`` (or ``async with log``) connects before use, entries
             are published with ``await apublish()``, and this process's log is a mirror
             of the stream's newest ``max_entries`` entries. ``None``: in-process only.
