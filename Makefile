@@ -12,8 +12,12 @@ DOCS_JS := docs-js
 NPM_STAMP := $(DOCS_JS)/node_modules/.installed
 MERMAID := docs/assets/mermaid/mermaid.min.js
 
-.PHONY: lock test test-fast lint typecheck pytest pytest-fast system-packages wheel-check demo \
-	protos protos-check docs docs-check bench bench-quick clean
+# The grpc-js interop peers (tests/interop/node), pinned by their package-lock.json.
+NODE_DIR := tests/interop/node
+NODE_STAMP := $(NODE_DIR)/node_modules/.installed
+
+.PHONY: lock test test-fast lint typecheck pytest pytest-fast node-deps system-packages \
+	wheel-check demo protos protos-check docs docs-check bench bench-quick clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -43,7 +47,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-pytest: $(STAMP) system-packages
+pytest: $(STAMP) $(NODE_STAMP) system-packages
 	$(BIN)/python -m pytest -q
 
 # System packages the tests need, from Debian, installed only when missing: redis-server
@@ -51,8 +55,17 @@ pytest: $(STAMP) system-packages
 system-packages:
 	scripts/ensure_system_packages.sh redis-server
 
-pytest-fast: $(STAMP) system-packages
+pytest-fast: $(STAMP) $(NODE_STAMP) system-packages
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Node (Debian's nodejs and npm if `node` is missing) and exactly the locked grpc-js
+# packages; the stamp makes it idempotent.
+node-deps: $(NODE_STAMP)
+
+$(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	scripts/ensure_system_packages.sh nodejs npm
+	cd $(NODE_DIR) && npm ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
 
 # Build sdist + wheel, twine check, install the wheel in fresh venvs, run the smoke suite
 # and the pip-only quickstart (scripts/wheel_check.py says what each step proves).
@@ -95,4 +108,4 @@ bench-quick: $(STAMP) system-packages
 
 clean:
 	rm -rf $(VENV) site .mypy_cache .pytest_cache .ruff_cache $(DOCS_JS)/node_modules \
-		docs/assets/mermaid build/docs-check
+		docs/assets/mermaid build/docs-check $(NODE_DIR)/node_modules

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 
 class TcpProxy:
@@ -14,6 +14,8 @@ class TcpProxy:
         self.target_port = target_port
         self.port = 0
         self.connections = 0
+        self.bytes_up = 0  # client -> target
+        self.bytes_down = 0  # target -> client
         self.refusing = False  # True: new connections are closed at once (target "down")
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -37,8 +39,8 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
         pipes = {
-            asyncio.create_task(_pipe(reader, up_writer)),
-            asyncio.create_task(_pipe(up_reader, writer)),
+            asyncio.create_task(_pipe(reader, up_writer, self._count_up)),
+            asyncio.create_task(_pipe(up_reader, writer, self._count_down)),
         }
         self._tasks.update(pipes)
         try:
@@ -51,6 +53,12 @@ class TcpProxy:
             for w in (writer, up_writer):
                 self._writers.discard(w)
                 _abort(w)
+
+    def _count_up(self, size: int) -> None:
+        self.bytes_up += size
+
+    def _count_down(self, size: int) -> None:
+        self.bytes_down += size
 
     def cut(self) -> None:
         """Reset every open connection (both sides see the TCP connection die)."""
@@ -74,9 +82,12 @@ def _abort(writer: asyncio.StreamWriter) -> None:
         transport.abort()
 
 
-async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _pipe(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: Callable[[int], None]
+) -> None:
     with contextlib.suppress(OSError, asyncio.IncompleteReadError):
         while data := await reader.read(65536):
+            count(len(data))
             writer.write(data)
             await writer.drain()
 

@@ -114,7 +114,12 @@ EXPECTED: dict[str, list[str]] = {
         "followed: api 1",
         "followed: api 3",
     ],
-    "errors": ["api: True", "missing: None"],
+    "errors": [
+        "api: True",
+        "missing: None",
+        "final status: ok",
+        "relayed: NotFound(code=NOT_FOUND, details='no such log')",
+    ],
     "scaling_out": [
         "published at position 1",
         "viewer got [1, 2, 3, 4, 5, 6]",

@@ -192,3 +192,10 @@ async def test_chat_two_clients_talk_and_leave() -> None:
     # Alice may leave before "bye" reaches her; Bob hears his own lines, in order.
     assert said_to_bob.index("bob: hi alice") < said_to_bob.index("bob: bye")
     assert "alice: hi bob" in said_to_bob
+
+
+async def test_interop_client_and_server() -> None:
+    async with server("examples.interop.server") as target:
+        code, output = await run("examples.interop.client", target)
+    assert code == 0, output
+    assert output.count(": PASS") == 14, output

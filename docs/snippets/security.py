@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import tempfile
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from grpcstream import StreamClient
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import StatusRequest
 
-TOKENS = {"dashboard-token": "dashboard"}  # stands in for your identity provider
+TOKENS = {"dashboard": "dashboard-token"}  # principal -> token: your identity provider
 
 
 def write_test_pki(directory: Path) -> None:
@@ -31,7 +32,12 @@ def write_test_pki(directory: Path) -> None:
 
 # --8<-- [start:server]
 async def verify(token: str) -> str | None:
-    return TOKENS.get(token)  # the principal, or None: UNAUTHENTICATED
+    # compare_digest takes as long for a near miss as for a wild guess: `==` would leak,
+    # through timing, how much of a guessed token is right.
+    for principal, expected in TOKENS.items():
+        if hmac.compare_digest(token.encode(), expected.encode()):
+            return principal
+    return None  # UNAUTHENTICATED
 
 
 def secure_server(tls_dir: Path) -> grpcstream.StreamServer:

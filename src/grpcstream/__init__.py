@@ -27,6 +27,7 @@ from ._exceptions import (
     ResourceExhausted,
     RetryNotPossibleError,
     RpcError,
+    StatusCode,
     StreamClosedError,
     Unauthenticated,
     Unavailable,
@@ -34,8 +35,9 @@ from ._exceptions import (
     Unknown,
     UsageError,
     WouldBlock,
+    status_error,
 )
-from ._options import DEFAULT_MAX_MESSAGE_BYTES, KeepAlive, KeepAliveEnforcement
+from ._options import DEFAULT_MAX_MESSAGE_BYTES, Compression, KeepAlive, KeepAliveEnforcement
 from ._redis_config import RedisStreams
 from ._retry import RetryEvent, RetryPolicy
 from ._security import (
@@ -75,6 +77,7 @@ __all__ = [
     "Cancelled",
     "ClientStream",
     "ClientTLS",
+    "Compression",
     "DEFAULT_GRACE",
     "DEFAULT_MAX_ENTRIES",
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -104,6 +107,7 @@ __all__ = [
     "SendQueueStatistics",
     "ServerStream",
     "ServerTLS",
+    "StatusCode",
     "StreamClient",
     "StreamClosedError",
     "StreamServer",
@@ -126,5 +130,6 @@ __all__ = [
     "connect",
     "current_principal",
     "server_streaming",
+    "status_error",
     "unary",
 ]

@@ -26,7 +26,6 @@ from ._exceptions import (
     Internal,
     Metadata,
     RpcError,
-    StreamClosedError,
     Unknown,
     UsageError,
     rpc_error,
@@ -44,6 +43,7 @@ _T = TypeVar("_T")
 _CallT = TypeVar("_CallT")
 
 CANCELLED_LOCALLY = "the call was cancelled by the client"
+CANCELLED_BY_PRODUCER = "the call was cancelled because a spawned producer raised"
 NOT_ENTERED = "use the stream as an async context manager: `async with client.{}(...) as s`"
 NOT_FINISHED = "the call has not finished yet; read this after the stream has ended"
 UNPARSEABLE = "a response from the server could not be deserialized: {}"
@@ -202,8 +202,9 @@ class CallHandle:
     def cancel(self) -> bool:
         """Cancel the RPC now. Idempotent; safe from any task or from a callback.
 
-        The server sees CANCELLED; pending and later ``send()`` calls raise
-        ``StreamClosedError``, and a task iterating the responses gets ``Cancelled``.
+        The server sees CANCELLED. From then on every operation of this call raises
+        ``Cancelled``: pending and later ``send()`` calls, reading the responses,
+        ``close_and_receive()``, and leaving the ``async with`` block.
 
         Returns:
             True if this call cancelled the RPC, False if it had already finished.
@@ -220,12 +221,24 @@ class CallHandle:
             if not self._retrying() or self._cancelled_by is not None:
                 return False
             self._cancelled_by = reason
-            self._fail_sending(StreamClosedError(CANCELLED_LOCALLY))
+            self._fail_sending(self._send_error())
             return True
         if self._cancelled_by is None:
             self._cancelled_by = reason
-        self._fail_sending(StreamClosedError(CANCELLED_LOCALLY))
+        self._fail_sending(self._send_error())
         return call.cancel()
+
+    def _send_error(self) -> BaseException:
+        """What senders get once the call is cancelled.
+
+        The typed error that cancelled it (``Cancelled`` after ``cancel()``), or
+        ``Cancelled`` when a spawned producer's exception did: that exception is raised
+        once, from reading or leaving the block, not again from every ``send()``.
+        """
+        reason = self._cancelled_by
+        if isinstance(reason, RpcError):
+            return reason
+        return Cancelled(CANCELLED_BY_PRODUCER, code=grpc.StatusCode.CANCELLED)
 
     def _retrying(self) -> bool:
         """True while a retry policy may still start another attempt."""

@@ -17,7 +17,15 @@ import grpc.aio
 from ._base import USE_CLIENT_DEFAULT, UseClientDefault
 from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._exceptions import RpcError, StreamClosedError
-from ._options import DEFAULT_MAX_MESSAGE_BYTES, ChannelOption, KeepAlive, message_size_options
+from ._message_types import check_kind, import_descriptors_of, request_type, wrong_type
+from ._options import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    ChannelOption,
+    Compression,
+    KeepAlive,
+    check_compression,
+    message_size_options,
+)
 from ._retry import Retrier, RetryPolicy
 from ._security import AuthMetadata, BearerToken, ClientTLS, bearer_metadata
 from ._send_calls import BidiStream, ClientStream
@@ -157,6 +165,10 @@ class StreamClient(Generic[StubT]):
         auth: a ``BearerToken`` whose ``authorization`` header is added to every call
             and every retry attempt (its token callable runs each time, so it may
             refresh). ``None`` (the default) adds nothing.
+        compression: how the requests of every call are compressed
+            (``Compression.Gzip``, ...); ``None`` (the default) leaves it to the channel
+            (uncompressed unless ``connect(options=...)`` sets a default). Each call may
+            override it.
 
     Raises:
         ValueError: a ``timeout`` that is not positive, ``max_queued`` below 1, or an
@@ -178,6 +190,7 @@ class StreamClient(Generic[StubT]):
         max_queued: int = DEFAULT_MAX_QUEUED,
         retry: RetryPolicy | None = None,
         auth: BearerToken | None = None,
+        compression: Compression | None = None,
     ) -> None:
         if auth is not None and not isinstance(auth, BearerToken):
             raise TypeError(f"auth must be a grpcstream.BearerToken or None, got {auth!r}")
@@ -185,7 +198,11 @@ class StreamClient(Generic[StubT]):
         _check_retry(retry)
         _check_max_queued(max_queued)
         _check_metadata(metadata)
+        check_compression(compression)
+        self._compression = compression
         self._channel = channel
+        import_descriptors_of(stub_factory)
+        self._request_types: dict[str, type | None] = {}
         self._stub = stub_factory(channel)
         self._timeout = timeout
         self._metadata = tuple(metadata)
@@ -215,11 +232,13 @@ class StreamClient(Generic[StubT]):
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+        compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> RespT:
         """Make one request-response call, retried according to ``retry``.
 
         Args:
+            compression: this call's request compression (default: the client's).
             retry: the ``RetryPolicy`` for this call (default: the client's; ``None``:
                 no retry). Its ``deadline`` bounds all attempts together; each attempt's
                 timeout is the smaller of ``timeout`` and what is left of it.
@@ -232,17 +251,28 @@ class StreamClient(Generic[StubT]):
             ValueError: a ``timeout`` that is not a positive number (or None), or a
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+            UsageError: ``method`` is not the kind this helper calls (the message names
+                the right helper); no RPC was started.
+            TypeError: ``request`` is not the method's request class; no RPC was
+                started.
 
         Cancellation: cancelling the awaiting task cancels the RPC (and stops retrying).
         """
+        check_kind(method, "unary", _method_name(method))
         policy = self._retry_for(retry)
         if policy is None:
-            return await self.unary_call(method, request, timeout=timeout, metadata=metadata)
+            return await self.unary_call(
+                method, request, timeout=timeout, metadata=metadata, compression=compression
+            )
         retrier = Retrier(policy, _method_name(method), self._timeout_for(timeout))
         while True:
             try:
                 return await self.unary_call(
-                    method, request, timeout=retrier.attempt_timeout(), metadata=metadata
+                    method,
+                    request,
+                    timeout=retrier.attempt_timeout(),
+                    metadata=metadata,
+                    compression=compression,
                 )
             except RpcError as error:
                 if not await retrier.backoff(error):
@@ -255,34 +285,48 @@ class StreamClient(Generic[StubT]):
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+        compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> UnaryCall[RespT]:
         """Start a request-response call and return its handle at once.
 
         ``await`` the handle for the response; its ``initial_metadata()``,
         ``trailing_metadata()``, ``code()`` and ``details()`` stay readable afterwards.
         ``await client.unary(...)`` is the short form when only the response matters.
+        ``compression=`` overrides the client's request compression for this call.
 
         Raises:
             StreamClosedError: the client was closed.
             ValueError: a ``timeout`` that is not a positive number (or None), or a
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+            UsageError: ``method`` is not the kind this helper calls (the message names
+                the right helper); no RPC was started.
 
-        The awaited handle raises what [`unary()`][grpcstream.StreamClient.unary] raises.
+        Also raises ``TypeError`` when ``request`` is not the method's request class;
+        no RPC is started. The awaited handle raises what
+        [`unary()`][grpcstream.StreamClient.unary] raises.
         """
         self._check_open()
+        name = _method_name(method)
+        check_kind(method, "unary_call", name)
+        self._check_request(name, request)
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
-        name = _method_name(method)
+        packing = self._compression_for(compression)
         auth = self._auth.fetch() if self._auth is not None else None
         if auth is None or isinstance(auth, tuple):
-            call = method(request, timeout=timeout_s, metadata=_with_auth(call_metadata, auth))
+            call = method(
+                request,
+                timeout=timeout_s,
+                metadata=_with_auth(call_metadata, auth),
+                compression=packing,
+            )
             return self._track(UnaryCall(name, call, self._forget))
 
         def start(token: object) -> grpc.aio.UnaryUnaryCall[Any, RespT]:
             metadata = _with_auth(call_metadata, bearer_metadata(token))
             self._check_open()
-            return method(request, timeout=timeout_s, metadata=metadata)
+            return method(request, timeout=timeout_s, metadata=metadata, compression=packing)
 
         # An async token source: the call starts as soon as the token is there.
         token = asyncio.ensure_future(auth)
@@ -295,6 +339,7 @@ class StreamClient(Generic[StubT]):
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+        compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
         resume: Callable[[ReqT, RespT], ReqT] | None = None,
     ) -> ResponseStream[RespT]:
@@ -304,6 +349,7 @@ class StreamClient(Generic[StubT]):
         [`ResponseStream`][grpcstream.ResponseStream].
 
         Args:
+            compression: this call's request compression (default: the client's).
             retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry).
                 Without ``resume`` a failure is retried only before the first response.
             resume: ``resume(request, last_response)`` returns the request that continues
@@ -316,20 +362,26 @@ class StreamClient(Generic[StubT]):
             ValueError: a ``timeout`` that is not a positive number (or None), or a
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+            UsageError: ``method`` is not the kind this helper calls (the message names
+                the right helper); no RPC was started.
+            TypeError: ``request`` is not the method's request class; no RPC was
+                started.
         """
         self._check_open()
+        name = _method_name(method)
+        check_kind(method, "server_stream", name)
+        self._check_request(name, request)
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
-
+        packing = self._compression_for(compression)
         policy = self._retry_for(retry)
-        name = _method_name(method)
 
         async def open_call(
             last: RespT | None, attempt_timeout: float | None
         ) -> grpc.aio.UnaryStreamCall[Any, RespT]:
             metadata = await self._attempt_metadata(call_metadata)
             message = request if last is None or resume is None else resume(request, last)
-            return method(message, timeout=attempt_timeout, metadata=metadata)
+            return method(message, timeout=attempt_timeout, metadata=metadata, compression=packing)
 
         retrier = None if policy is None else Retrier(policy, name, timeout_s)
         stream = ResponseStream(
@@ -348,12 +400,14 @@ class StreamClient(Generic[StubT]):
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+        compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
         max_queued: int | UseClientDefault = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
     ) -> ClientStream[ReqT, RespT]:
         """Start a client-streaming call; use the result as ``async with ... as upload``.
 
         Args:
+            compression: this call's request compression (default: the client's).
             max_queued: this stream's send-queue bound (default: the client's).
             retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry). The
                 call is replayed on a new attempt while everything sent fits
@@ -364,9 +418,13 @@ class StreamClient(Generic[StubT]):
             ValueError: a ``timeout`` that is not a positive number (or None), or a
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+            UsageError: ``method`` is not the kind this helper calls (the message names
+                the right helper); no RPC was started.
             ValueError: ``max_queued`` below 1.
         """
-        setup = self._sender_setup(method, timeout, metadata, max_queued, retry)
+        setup = self._sender_setup(
+            "client_stream", method, timeout, metadata, max_queued, retry, compression
+        )
         stream: ClientStream[ReqT, RespT] = ClientStream(
             setup.name,
             setup.open_call,
@@ -375,6 +433,7 @@ class StreamClient(Generic[StubT]):
             retrier=setup.retrier,
             replay_limit=setup.replay_limit,
             timeout=setup.timeout,
+            send_type=setup.send_type,
         )
         return self._track(stream)
 
@@ -384,6 +443,7 @@ class StreamClient(Generic[StubT]):
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
+        compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
         max_queued: int | UseClientDefault = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
         resume: Callable[[RespT], Iterable[ReqT]] | None = None,
@@ -391,6 +451,7 @@ class StreamClient(Generic[StubT]):
         """Start a bidirectional call; use the result as ``async with ... as follow``.
 
         Args:
+            compression: this call's request compression (default: the client's).
             max_queued: this stream's send-queue bound (default: the client's).
             retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry).
                 Before any response, a failure is retried by replaying what was sent.
@@ -403,9 +464,13 @@ class StreamClient(Generic[StubT]):
             ValueError: a ``timeout`` that is not a positive number (or None), or a
                 metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+            UsageError: ``method`` is not the kind this helper calls (the message names
+                the right helper); no RPC was started.
             ValueError: ``max_queued`` below 1.
         """
-        setup = self._sender_setup(method, timeout, metadata, max_queued, retry)
+        setup = self._sender_setup(
+            "bidi_stream", method, timeout, metadata, max_queued, retry, compression
+        )
         stream: BidiStream[ReqT, RespT] = BidiStream(
             setup.name,
             setup.open_call,
@@ -415,6 +480,7 @@ class StreamClient(Generic[StubT]):
             replay_limit=setup.replay_limit,
             timeout=setup.timeout,
             resume=resume,
+            send_type=setup.send_type,
         )
         return self._track(stream)
 
@@ -423,8 +489,9 @@ class StreamClient(Generic[StubT]):
     async def aclose(self) -> None:
         """Cancel every stream still open and refuse new calls. Idempotent.
 
-        Tasks iterating or sending on those streams get ``Cancelled`` or
-        ``StreamClosedError``; their ``async with`` blocks then clean up as usual.
+        Tasks iterating or sending on those streams get ``Cancelled``; their
+        ``async with`` blocks then clean up as usual. Starting a call afterwards raises
+        ``StreamClosedError``.
         """
         self._closed = True
         for handle in list(self._open):
@@ -487,24 +554,28 @@ class StreamClient(Generic[StubT]):
 
     def _sender_setup(
         self,
+        helper: str,
         method: Callable[..., _CallT],
         timeout: float | UseClientDefault | None,
         metadata: MetadataArg | UseClientDefault,
         max_queued: int | UseClientDefault,
         retry: RetryPolicy | UseClientDefault | None,
+        compression: Compression | UseClientDefault | None,
     ) -> _SenderSetup[_CallT]:
         """What ``client_stream()`` and ``bidi_stream()`` build their handles from."""
         self._check_open()
+        name = _method_name(method)
+        check_kind(method, helper, name)
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
+        packing = self._compression_for(compression)
 
         async def open_call(attempt_timeout: float | None) -> _CallT:
             call_options = await self._attempt_metadata(call_metadata)
-            return method(timeout=attempt_timeout, metadata=call_options)
+            return method(timeout=attempt_timeout, metadata=call_options, compression=packing)
 
         bound = self._max_queued_for(max_queued)
         policy = self._retry_for(retry)
-        name = _method_name(method)
         return _SenderSetup(
             name=name,
             open_call=open_call,
@@ -512,7 +583,32 @@ class StreamClient(Generic[StubT]):
             retrier=None if policy is None else Retrier(policy, name, timeout_s),
             replay_limit=0 if policy is None else policy.replay_buffer_bytes,
             timeout=timeout_s,
+            send_type=self._request_type(name),
         )
+
+    def _compression_for(
+        self, compression: Compression | UseClientDefault | None
+    ) -> Compression | None:
+        if isinstance(compression, UseClientDefault):
+            return self._compression
+        check_compression(compression)
+        return compression
+
+    def _request_type(self, name: str) -> type | None:
+        try:
+            return self._request_types[name]
+        except KeyError:
+            found = self._request_types[name] = request_type(name)
+            return found
+
+    def _check_request(self, name: str, request: object) -> None:
+        expected = self._request_type(name)
+        if (
+            expected is not None
+            and type(request) is not expected
+            and not isinstance(request, expected)
+        ):
+            wrong_type(request, expected, name)
 
     def _retry_for(self, retry: RetryPolicy | UseClientDefault | None) -> RetryPolicy | None:
         if isinstance(retry, UseClientDefault):
@@ -541,6 +637,7 @@ class _SenderSetup(Generic[_CallT]):
     retrier: Retrier | None
     replay_limit: int
     timeout: float | None
+    send_type: type | None
 
 
 CallMetadata = tuple[tuple[str, str | bytes], ...]

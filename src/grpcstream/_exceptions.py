@@ -7,7 +7,7 @@ GrpcStreamError
 │     ├── StreamClosedError
 │     └── BusyStreamError
 ├── RetryNotPossibleError                        a retryable failure that could not be retried
-├── BrokenStreamError                            the peer went away while we were sending
+├── BrokenStreamError                            the call ended underneath a sender
 └── WouldBlock                                   send_nowait on a full queue
 ```
 
@@ -52,10 +52,16 @@ __all__ = [
     "Unimplemented",
     "Unknown",
     "UsageError",
+    "StatusCode",
     "WouldBlock",
     "map_grpc_errors",
     "rpc_error",
+    "status_error",
 ]
+
+StatusCode = grpc.StatusCode
+"""The gRPC status codes (``grpc.StatusCode``), so that ``handle.code()`` can be compared
+without importing grpc: ``await call.code() is grpcstream.StatusCode.OK``."""
 
 Metadata = tuple[tuple[str, str | bytes], ...]
 """Metadata as grpcstream returns it: an immutable sequence of ``(key, value)`` pairs."""
@@ -73,9 +79,11 @@ class UsageError(GrpcStreamError, RuntimeError):
 
 
 class StreamClosedError(UsageError):
-    """The stream (or its sending side) is closed; the operation did nothing.
+    """The sending side was closed by the caller; the operation did nothing.
 
-    Raised by ``send()``/``send_nowait()`` after ``close_send()`` or after the stream ended.
+    Raised by ``send()``/``send_nowait()`` after ``close_send()``, and by a closed
+    ``StreamClient`` asked to start a call. (After ``cancel()`` sends raise ``Cancelled``;
+    a call that the peer ended raises ``BrokenStreamError`` or its status.)
     """
 
 
@@ -93,9 +101,12 @@ class RetryNotPossibleError(GrpcStreamError):
 
 
 class BrokenStreamError(GrpcStreamError):
-    """The peer went away (cancelled, disconnected, or the RPC ended) while sending.
+    """The call ended underneath a sender; not a misuse, and nothing more can be sent.
 
-    On the server this means the client is gone: stop producing.
+    On the server: the client is gone (cancelled, disconnected, past its deadline), so
+    stop producing. On the client: the server ended the call with OK while this side was
+    still sending (a client stream's response is still returned by
+    ``close_and_receive()``). A non-OK end raises that status's ``RpcError`` instead.
     """
 
 
@@ -291,6 +302,46 @@ def rpc_error(
     """
     cls = _BY_CODE.get(code, Unknown)
     return cls(details or "", trailing_metadata=_normalize_metadata(trailing_metadata), code=code)
+
+
+_BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+
+
+def status_error(
+    code: int | grpc.StatusCode,
+    details: str = "",
+    trailing_metadata: Sequence[tuple[str, str | bytes]] = (),
+) -> RpcError:
+    """The typed error for a non-OK status code, ready to raise.
+
+    A handler that must end its call with a status it received as data (a status number
+    in a request, a status from another service) raises ``status_error(code, message)``;
+    a client may build one to compare or re-raise. ``status_error(5)`` is a ``NotFound``.
+
+    Args:
+        code: a non-OK status, as its number (``2``) or a ``StatusCode`` member.
+        details: the status message.
+        trailing_metadata: trailers to send with the status (in a handler).
+
+    Returns:
+        An instance of the ``RpcError`` subclass for ``code``.
+
+    Raises:
+        ValueError: ``code`` is OK (0), which is not an error, or is not a gRPC status.
+        TypeError: ``code`` is neither an int nor a ``StatusCode``.
+    """
+    if isinstance(code, grpc.StatusCode):
+        status = code
+    elif isinstance(code, int) and not isinstance(code, bool):
+        found = _BY_NUMBER.get(code)
+        if found is None:
+            raise ValueError(f"{code} is not a gRPC status code (0-16)")
+        status = found
+    else:
+        raise TypeError(f"code must be an int or a grpcstream.StatusCode, got {code!r}")
+    if status is grpc.StatusCode.OK:
+        raise ValueError("OK is not an error status: there is no error to raise for it")
+    return rpc_error(status, details, trailing_metadata)
 
 
 def from_aio_error(exc: grpc.aio.AioRpcError) -> RpcError:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import grpc
+
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "ChannelOption",
+    "Compression",
+    "check_compression",
     "KeepAlive",
     "KeepAliveEnforcement",
     "message_size_options",
@@ -21,6 +25,20 @@ ChannelOption = tuple[str, int | str]
 
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
 """gRPC's own default for received messages (4 MiB); grpcstream uses it for both directions."""
+
+
+Compression = grpc.Compression
+"""The message compression algorithms (``grpc.Compression``): ``NoCompression``,
+``Deflate`` and ``Gzip``. Pass one as ``compression=`` to a ``StreamClient`` or one of
+its calls, or to ``CallContext.set_compression()`` in a handler."""
+
+
+def check_compression(compression: object) -> None:
+    """Raise TypeError unless ``compression`` is a ``Compression`` member or None."""
+    if compression is not None and not isinstance(compression, grpc.Compression):
+        raise TypeError(
+            f"compression must be a grpcstream.Compression or None, got {compression!r}"
+        )
 
 
 def _ms(seconds: float) -> int:

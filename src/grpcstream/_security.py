@@ -423,6 +423,50 @@ class BearerAuth(grpc.aio.ServerInterceptor):
         return await continuation(handler_call_details)
 
 
+METADATA_TOO_LARGE = "request metadata size exceeds the server's limit of {} bytes"
+
+
+def metadata_size(metadata: object) -> int:
+    """The size of request metadata as HTTP/2 counts a header list: name + value + 32 each."""
+    total = 0
+    for key, value in metadata or ():  # type: ignore[attr-defined]
+        total += len(key) + len(value) + 32
+    return total
+
+
+class MetadataLimit(grpc.aio.ServerInterceptor):
+    """Refuse calls whose request metadata exceeds ``limit`` bytes (RESOURCE_EXHAUSTED).
+
+    grpc's own ``grpc.max_metadata_size`` check can be bypassed by a client that splits
+    the header block into HEADERS and CONTINUATION frames; this measures what the call
+    actually carries, before authentication or any handler runs.
+    """
+
+    def __init__(self, limit: int) -> None:
+        self._limit = limit
+        self._details = METADATA_TOO_LARGE.format(limit)
+
+    @override
+    async def intercept_service(
+        self,
+        continuation: Callable[
+            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
+        ],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        """Measure the metadata; refuse the call or hand it on."""
+        size = metadata_size(handler_call_details.invocation_metadata)
+        if size > self._limit:
+            logger.warning(
+                "refused %s: %d bytes of metadata (limit %d)",
+                handler_call_details.method,
+                size,
+                self._limit,
+            )
+            return _rejecting(grpc.StatusCode.RESOURCE_EXHAUSTED, self._details)
+        return await continuation(handler_call_details)
+
+
 def _bearer_token(metadata: object) -> str | None:
     values = [value for key, value in metadata or () if key == "authorization"]  # type: ignore[attr-defined]
     if len(values) != 1 or not isinstance(values[0], str):

@@ -10,6 +10,7 @@ and carries on. Only then is a lock taken per write, so streams without retry pa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable, Iterable
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
@@ -20,7 +21,6 @@ from typing_extensions import override
 
 from ._calls import (
     _CORE_INTERNAL,
-    CANCELLED_LOCALLY,
     HIDDEN_BROKEN_STREAM,
     NOT_ENTERED,
     NOT_FINISHED,
@@ -30,13 +30,14 @@ from ._calls import (
 )
 from ._exceptions import (
     SEND_ON_CLOSED,
+    BrokenStreamError,
     BusyStreamError,
     RpcError,
-    StreamClosedError,
     UsageError,
     retry_not_possible,
     rpc_error,
 )
+from ._message_types import wrong_type
 from ._retry import Retrier
 from ._send_queue import SendQueue, SendQueueStatistics
 
@@ -67,6 +68,7 @@ class _Sender(CallHandle, Generic[ReqT]):
         "_replay_bytes",
         "_replay_limit",
         "_retrier",
+        "_send_type",
         "_timeout",
     )
 
@@ -80,8 +82,10 @@ class _Sender(CallHandle, Generic[ReqT]):
         retrier: Retrier | None = None,
         replay_limit: int = 0,
         timeout: float | None = None,
+        send_type: type | None = None,
     ) -> None:
         super().__init__(method_name, on_exit)
+        self._send_type = send_type
         self._open_call = open_call
         self._max_queued = max_queued
         self._queue: SendQueue[ReqT] | None = None
@@ -178,7 +182,7 @@ class _Sender(CallHandle, Generic[ReqT]):
             return await self._ended_error()
         return None
 
-    async def _unmasked(self, error: RpcError) -> RpcError:
+    async def _unmasked(self, error: RpcError) -> BaseException:
         """The server's real status when grpc.aio hid it behind a failed write, if known."""
         return error
 
@@ -266,9 +270,9 @@ class _Sender(CallHandle, Generic[ReqT]):
 
     async def _ended_error(self) -> BaseException:
         if self._cancelled_by is not None:
-            return StreamClosedError(CANCELLED_LOCALLY)
+            return self._send_error()
         error = await self._status_error()
-        return error if error is not None else StreamClosedError(SEND_ON_CLOSED)
+        return error if error is not None else BrokenStreamError(SEND_ON_CLOSED)
 
     def _call_done(self, call: Any) -> None:
         # The RPC ended (status received, deadline, cancel): nothing more can be sent, so
@@ -277,7 +281,7 @@ class _Sender(CallHandle, Generic[ReqT]):
         if queue is None or call is not self._call:
             return
         if self._cancelled_by is not None:
-            queue.fail(StreamClosedError(CANCELLED_LOCALLY))
+            queue.fail(self._send_error())
             return
         # grpc.aio offers the status only as a coroutine; a done-callback must stay
         # synchronous, so it reads the cython call's status (tests/test_client_streams.py
@@ -291,7 +295,8 @@ class _Sender(CallHandle, Generic[ReqT]):
         if grpc_code is None or grpc_code is grpc.StatusCode.OK:
             if queue.closed and queue.error is None and not queue.statistics().queued:
                 return  # everything was written and the half-close is on its way: a success
-            queue.fail(StreamClosedError(SEND_ON_CLOSED))
+            # The server ended the call (OK) while we were still sending: not a misuse.
+            queue.fail(BrokenStreamError(SEND_ON_CLOSED))
             return
         error = self._translate(grpc_code, status.details(), status.trailing_metadata())
         if error.details == HIDDEN_BROKEN_STREAM:
@@ -320,15 +325,22 @@ class _Sender(CallHandle, Generic[ReqT]):
         when it is on the wire; ``close_send()`` waits for that.
 
         Raises:
-            StreamClosedError: after ``close_send()``, or once the call has ended OK or
-                was cancelled; nothing was sent.
+            StreamClosedError: after ``close_send()`` (a bug in the caller); nothing was
+                sent.
+            Cancelled: after this call's own ``cancel()`` (or the end of its block).
+            BrokenStreamError: the server ended the call with OK while this side was
+                still sending; nothing more can be sent.
             RpcError: the call failed (the typed status, e.g. ``DeadlineExceeded``); also
                 raised to tasks that were waiting for room.
             RetryNotPossibleError: the call failed and its retry policy could not replay it.
             UsageError: used outside the stream's ``async with`` block.
+            TypeError: ``message`` is not the method's request class; nothing was sent.
 
         Cancellation: atomic. If the waiting task is cancelled the message was not queued.
         """
+        expected = self._send_type
+        if expected is not None and type(message) is not expected:
+            self._wrong_type(message, expected)
         await self._require_queue().send(message)
 
     def send_nowait(self, message: ReqT) -> None:
@@ -336,10 +348,20 @@ class _Sender(CallHandle, Generic[ReqT]):
 
         Raises:
             WouldBlock: the send queue is full; use ``await send()`` to wait for room.
-            StreamClosedError: after ``close_send()`` or once the call has ended.
+            StreamClosedError: after ``close_send()``.
+            Cancelled: after this call's own ``cancel()``.
+            BrokenStreamError: the server ended the call with OK meanwhile.
             RpcError: the call failed.
+            TypeError: ``message`` is not the method's request class; nothing was sent.
         """
+        expected = self._send_type
+        if expected is not None and type(message) is not expected:
+            self._wrong_type(message, expected)
         self._require_queue().send_nowait(message)
+
+    def _wrong_type(self, message: object, expected: type) -> None:
+        if not isinstance(message, expected):
+            wrong_type(message, expected, self._method_name)
 
     async def close_send(self) -> None:
         """Half-close: no more messages; returns once every queued message is written.
@@ -349,8 +371,10 @@ class _Sender(CallHandle, Generic[ReqT]):
         the request stream.
 
         Raises:
-            RpcError: the call failed before everything queued was written.
-            StreamClosedError: the call was cancelled.
+            RpcError: the call failed before everything queued was written; ``Cancelled``
+                after this call's own ``cancel()``.
+            BrokenStreamError: the server ended the call with OK before everything
+                queued was written.
 
         Cancellation: cancelling the waiting task does not undo the half-close.
         """
@@ -391,6 +415,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
         retrier: Retrier | None = None,
         replay_limit: int = 0,
         timeout: float | None = None,
+        send_type: type | None = None,
     ) -> None:
         super().__init__(
             method_name,
@@ -400,6 +425,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
             retrier=retrier,
             replay_limit=replay_limit,
             timeout=timeout,
+            send_type=send_type,
         )
         self._response: RespT | None = None
         self._response_error: BaseException | None = None
@@ -416,7 +442,8 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
         Raises:
             RpcError: the server ended the call with a non-OK status (typed subclass);
                 ``DeadlineExceeded`` when the call's timeout expires meanwhile;
-                ``Internal`` if the response could not be deserialized.
+                ``Internal`` if the response could not be deserialized; ``Cancelled``
+                after this call's own ``cancel()``.
             RetryNotPossibleError: the call failed with a retryable status but what was
                 sent no longer fits the replay buffer.
             Exception: whatever a spawned producer raised.
@@ -442,13 +469,9 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
     async def _receive(self) -> RespT:
         queue = self._require_queue()
         await self._wait_producers()
-        try:
+        with contextlib.suppress(RpcError, BrokenStreamError):
+            # The status below says it better (and covers "ended OK early").
             await queue.close()
-        except RpcError:
-            pass  # the status below says it better (and covers "ended OK early")
-        except StreamClosedError:
-            self._raise_producer_error()
-            raise
         while True:
             generation = self._generation
             call: grpc.aio.StreamUnaryCall[ReqT, RespT] = self._require_call()  # type: ignore[assignment]
@@ -470,7 +493,7 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
             return response
 
     @override
-    async def _unmasked(self, error: RpcError) -> RpcError:
+    async def _unmasked(self, error: RpcError) -> BaseException:
         # A write that meets the end of the call makes grpc.aio replace the status with
         # INTERNAL; the response side of a client stream still holds the real one.
         if error.details != HIDDEN_BROKEN_STREAM:
@@ -483,6 +506,10 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
                 return rpc_error(exc.code(), exc.details(), exc.trailing_metadata())
         except Exception:  # the response did not come: keep the honest Unknown
             return error
+        else:
+            # The server answered (OK) before reading everything: the call ended
+            # underneath this sender, and close_and_receive() returns the response.
+            return BrokenStreamError(SEND_ON_CLOSED)
         return error
 
     def response(self) -> RespT:
@@ -543,6 +570,7 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         replay_limit: int = 0,
         timeout: float | None = None,
         resume: Callable[[RespT], Iterable[ReqT]] | None = None,
+        send_type: type | None = None,
     ) -> None:
         super().__init__(
             method_name,
@@ -552,6 +580,7 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
             retrier=retrier,
             replay_limit=replay_limit,
             timeout=timeout,
+            send_type=send_type,
         )
         self._resume = resume
         self._eof = False
@@ -624,7 +653,8 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         if self._iterated:
             self.cancel()  # iteration was abandoned: the caller wants no more
             return
-        await self.close_send()
+        with contextlib.suppress(BrokenStreamError):
+            await self.close_send()  # the server may have ended (OK) first: read its status
         async for _ in self:
             pass  # nobody reads these: let the server finish after our half-close
 

@@ -20,10 +20,13 @@ from ._exceptions import UsageError
 from ._options import (
     DEFAULT_MAX_MESSAGE_BYTES,
     ChannelOption,
+    Compression,
     KeepAliveEnforcement,
+    check_compression,
     message_size_options,
 )
-from ._security import BearerAuth, ServerTLS
+from ._security import BearerAuth, MetadataLimit, ServerTLS
+from ._server_handlers import ConcurrencyLimit, Registrar
 from ._servicer import CLIENT_GONE_GRACE, StreamServicer
 
 __all__ = ["DEFAULT_GRACE", "StreamServer"]
@@ -54,16 +57,23 @@ class StreamServer:
         max_receive_message_bytes: the largest message it accepts (default 4 MiB); a
             larger one fails that RPC with RESOURCE_EXHAUSTED.
         max_concurrent_streams: HTTP/2 streams allowed per connection; more wait.
-        max_concurrent_rpcs: RPCs allowed at once on the whole server; more are refused
-            with RESOURCE_EXHAUSTED.
+        max_concurrent_rpcs: RPCs allowed in their handlers at once on the whole server;
+            more are refused with RESOURCE_EXHAUSTED. A call takes its slot after ``auth``
+            accepted it, so unauthenticated callers cannot exhaust the slots. (Synchronous
+            handlers registered with a plain ``add_to_server`` are not counted.)
         options: extra raw grpc server options; they override the presets.
         interceptors: grpc.aio server interceptors.
         tls: a ``ServerTLS``; ``None`` serves plaintext.
         auth: a ``BearerAuth`` that every call (except health and reflection) must pass
             before any handler or other interceptor runs; ``None`` checks nothing.
-        max_metadata_bytes: the largest request metadata (headers) accepted, in bytes;
-            a call with more fails with RESOURCE_EXHAUSTED before reaching a handler.
-            ``None`` keeps grpc's default (8 KiB, hard limit 16 KiB).
+        max_metadata_bytes: the largest request metadata (headers) accepted, in bytes,
+            counted as HTTP/2 does (name + value + 32 per entry); a call with more fails
+            with RESOURCE_EXHAUSTED before ``auth`` or any handler runs, however the
+            client split its header frames. ``None`` keeps grpc's default (8 KiB, hard
+            limit 16 KiB).
+        compression: the default compression of every response (``Compression.Gzip``,
+            ...); a handler may change it per call with ``set_compression()``. ``None``
+            sends responses uncompressed.
 
     Raises:
         ValueError: a non-positive limit or grace.
@@ -87,6 +97,7 @@ class StreamServer:
         tls: ServerTLS | None = None,
         auth: BearerAuth | None = None,
         max_metadata_bytes: int | None = None,
+        compression: Compression | None = None,
     ) -> None:
         _check_grace(grace)
         if tls is not None and not isinstance(tls, ServerTLS):
@@ -102,6 +113,8 @@ class StreamServer:
                 isinstance(limit, bool) or not isinstance(limit, int) or limit < 1
             ):
                 raise ValueError(f"{name} must be an int >= 1 or None, got {limit!r}")
+        check_compression(compression)
+        self._compression = compression
         self._address = address
         self._grace = grace
         server_options: list[ChannelOption] = []
@@ -124,12 +137,17 @@ class StreamServer:
             server_options.append(("grpc.absolute_max_metadata_size", max_metadata_bytes))
         server_options.extend(options)
         self._server_options = server_options
-        # Auth goes first: the outermost interceptor, so nothing runs before it.
+        # The metadata limit goes first, then auth: nothing runs before them.
         self._interceptors: list[grpc.aio.ServerInterceptor] = [
+            *([MetadataLimit(max_metadata_bytes)] if max_metadata_bytes is not None else []),
             *([auth] if auth is not None else []),
             *interceptors,
         ]
-        self._max_concurrent_rpcs = max_concurrent_rpcs
+        # Counted by grpcstream, not grpc: grpc takes the slot before interceptors run, so
+        # callers with bad tokens would hold the slots that valid calls need.
+        self._concurrency = (
+            ConcurrencyLimit(max_concurrent_rpcs) if max_concurrent_rpcs is not None else None
+        )
         self._registrations: list[tuple[AddToServer, object]] = []
         self._tls: ServerTLS | None = tls
         self._health_wanted = health
@@ -207,14 +225,17 @@ class StreamServer:
         self._server = grpc.aio.server(
             options=self._server_options,
             interceptors=self._interceptors,
-            maximum_concurrent_rpcs=self._max_concurrent_rpcs,
+            compression=self._compression,
         )
+        registrar = Registrar(self._server, self._concurrency)
         for add_to_server, servicer in self._registrations:
-            add_to_server(servicer, self._server)
+            add_to_server(servicer, registrar)  # type: ignore[arg-type]
         if self._health is not None:
             from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-            health_pb2_grpc.add_HealthServicer_to_server(self._health, self._server)
+            health_pb2_grpc.add_HealthServicer_to_server(self._health, registrar)
+        registrar.register()
+        if self._health is not None:
             for name in self._service_names:
                 await self._health.set(name, health_pb2.HealthCheckResponse.SERVING)
         if self._reflection_wanted:

@@ -17,6 +17,7 @@ import grpc
 import grpc.aio
 
 from ._exceptions import BrokenStreamError, InvalidArgument, Metadata, UsageError
+from ._message_types import wrong_type
 from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
 
 if TYPE_CHECKING:
@@ -67,7 +68,7 @@ class CallContext:
         principal: the authenticated caller, if an auth hook accepted one.
     """
 
-    __slots__ = ("_closing", "_context", "_principal")
+    __slots__ = ("_closing", "_context", "_principal", "_rpc_task")
 
     def __init__(
         self,
@@ -78,6 +79,12 @@ class CallContext:
         self._context = context
         self._closing = closing if closing is not None else _NEVER_CLOSING()
         self._principal = principal
+        # grpc.aio runs each RPC in its own task and cancels that task when the client
+        # goes away, but never turns context.cancelled() True: the task is the witness.
+        try:
+            self._rpc_task: asyncio.Task[Any] | None = asyncio.current_task()
+        except RuntimeError:  # built outside a running loop (a unit test, say)
+            self._rpc_task = None
 
     @property
     def closing(self) -> asyncio.Event:
@@ -98,12 +105,21 @@ class CallContext:
         return self._context
 
     def cancelled(self) -> bool:
-        """True once the client has cancelled the call (or its deadline passed)."""
-        return self._context.cancelled()
+        """True once the client has gone (cancelled, disconnected) or the deadline passed.
+
+        Also True once the server cancels the call at the end of a drain's grace period.
+        """
+        if self._context.cancelled():
+            return True
+        task = self._rpc_task
+        if task is not None and task.cancelling():
+            return True
+        remaining = self._context.time_remaining()
+        return remaining is not None and remaining <= 0
 
     def done(self) -> bool:
-        """True once the RPC has ended, for any reason."""
-        return self._context.done()
+        """True once the RPC has ended, for any reason (including `cancelled()`)."""
+        return self._context.done() or self.cancelled()
 
     def time_remaining(self) -> float | None:
         """Seconds left before the client's deadline, or ``None`` if it set none."""
@@ -125,6 +141,19 @@ class CallContext:
         """Send initial metadata now, before the first message (at most once)."""
         await self._context.send_initial_metadata(metadata)
 
+    def set_compression(self, compression: grpc.Compression) -> None:
+        """Compress this call's responses with ``compression`` (``Compression.Gzip``, ...).
+
+        Call it before the first response is sent; it overrides the server's default
+        (``StreamServer(compression=...)``) for this call only.
+
+        Raises:
+            TypeError: ``compression`` is not a ``grpcstream.Compression``.
+        """
+        if not isinstance(compression, grpc.Compression):
+            raise TypeError(f"compression must be a grpcstream.Compression, got {compression!r}")
+        self._context.set_compression(compression)
+
 
 class ServerStream(CallContext, Generic[RespT]):
     """The send side of a server-streaming or bidi handler; safe from many tasks.
@@ -138,9 +167,11 @@ class ServerStream(CallContext, Generic[RespT]):
         closing: the server's drain event.
         max_queued: the send-queue bound (``DEFAULT_MAX_QUEUED``).
         principal: the authenticated caller, if any.
+        message_type: the method's response class; ``send()`` refuses anything else.
+            The handler adapters fill it in from the generated service descriptor.
     """
 
-    __slots__ = ("_handler_task", "_producer_error", "_producers", "_queue")
+    __slots__ = ("_handler_task", "_message_type", "_producer_error", "_producers", "_queue")
 
     def __init__(
         self,
@@ -149,8 +180,10 @@ class ServerStream(CallContext, Generic[RespT]):
         *,
         max_queued: int = DEFAULT_MAX_QUEUED,
         principal: object = None,
+        message_type: type[RespT] | None = None,
     ) -> None:
         super().__init__(context, closing, principal)
+        self._message_type = message_type
         write = context.write
 
         async def write_or_break(message: RespT) -> None:
@@ -176,10 +209,14 @@ class ServerStream(CallContext, Generic[RespT]):
         Raises:
             BrokenStreamError: the client has gone; stop producing. Also raised to every
                 task that was waiting for room.
-            StreamClosedError: the handler already returned.
+            UsageError: the handler already returned.
+            TypeError: ``message`` is not the method's response class; nothing was sent.
 
         Cancellation: atomic; if the waiting task is cancelled the message was not queued.
         """
+        expected = self._message_type
+        if expected is not None and type(message) is not expected:
+            self._wrong_type(message, expected)
         await self._queue.send(message)
 
     def send_nowait(self, message: RespT) -> None:
@@ -188,8 +225,16 @@ class ServerStream(CallContext, Generic[RespT]):
         Raises:
             WouldBlock: the send queue is full.
             BrokenStreamError: the client has gone.
+            TypeError: ``message`` is not the method's response class; nothing was sent.
         """
+        expected = self._message_type
+        if expected is not None and type(message) is not expected:
+            self._wrong_type(message, expected)
         self._queue.send_nowait(message)
+
+    def _wrong_type(self, message: object, expected: type) -> None:
+        if not isinstance(message, expected):
+            wrong_type(message, expected, "ServerStream.send()")
 
     def statistics(self) -> SendQueueStatistics:
         """A snapshot of the send queue: queued, sent, max size and waiting senders."""

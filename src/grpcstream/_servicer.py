@@ -19,9 +19,17 @@ import grpc
 import grpc.aio
 
 from ._exceptions import BrokenStreamError, Cancelled, RpcError
+from ._message_types import servicer_message_type
 from ._security import current_principal
 from ._send_queue import DEFAULT_MAX_QUEUED
-from ._server_stream import CLIENT_GONE, CallContext, RequestStream, ServerStream
+from ._server_handlers import UNPARSEABLE
+from ._server_stream import (
+    CLIENT_GONE,
+    UNPARSEABLE_REQUEST,
+    CallContext,
+    RequestStream,
+    ServerStream,
+)
 
 __all__ = [
     "INTERNAL_ERROR_DETAILS",
@@ -94,6 +102,25 @@ async def _end_with(
     await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_DETAILS)
 
 
+class _ResponseType:
+    """The response class of one decorated method, found once per servicer class."""
+
+    __slots__ = ("_by_class", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._by_class: dict[type, Any] = {}
+
+    def of(self, servicer: object) -> Any:
+        cls = type(servicer)
+        try:
+            return self._by_class[cls]
+        except KeyError:
+            found = servicer_message_type(servicer, self._name, output=True)
+            self._by_class[cls] = found
+            return found
+
+
 def unary(
     handler: Callable[[S, ReqT, CallContext], Awaitable[RespT]],
 ) -> Callable[[S, ReqT, ServicerContext[ReqT, RespT]], Awaitable[RespT]]:
@@ -106,12 +133,15 @@ def unary(
 
     @functools.wraps(handler)
     async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> RespT:
+        if request is UNPARSEABLE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNPARSEABLE_REQUEST)
         call = CallContext(context, _closing_of(self), current_principal())
         try:
             return await handler(self, request, call)
         except Exception as exc:
             await _end_with(context, exc, method)
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return adapted
 
 
@@ -135,6 +165,7 @@ def client_streaming(
         except Exception as exc:
             await _end_with(context, exc, method)
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return adapted
 
 
@@ -150,18 +181,23 @@ def server_streaming(
     Errors are handled as in [`unary`][grpcstream.unary].
     """
     method = handler.__qualname__
+    response_type = _ResponseType(handler.__name__)
 
     @functools.wraps(handler)
     async def adapted(self: S, request: ReqT, context: ServicerContext[ReqT, RespT]) -> None:
+        if request is UNPARSEABLE:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, UNPARSEABLE_REQUEST)
         stream = ServerStream(
             context,
             _closing_of(self),
             max_queued=_max_queued_of(self),
             principal=current_principal(),
+            message_type=response_type.of(self),
         )
         body = handler(self, request, stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     # grpc.aio runs coroutine handlers with the reader/writer API; the declared type is
     # what the generated servicer base expects, so the override type-checks.
     return cast(Callable[[S, ReqT, ServicerContext[ReqT, RespT]], AsyncIterator[RespT]], adapted)
@@ -176,6 +212,7 @@ def bidi_streaming(
     ``stream.spawn()``). Behaves like [`server_streaming`][grpcstream.server_streaming] otherwise.
     """
     method = handler.__qualname__
+    response_type = _ResponseType(handler.__name__)
 
     @functools.wraps(handler)
     async def adapted(
@@ -186,10 +223,12 @@ def bidi_streaming(
             _closing_of(self),
             max_queued=_max_queued_of(self),
             principal=current_principal(),
+            message_type=response_type.of(self),
         )
         body = handler(self, RequestStream(context), stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
 
+    adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return cast(
         Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]],
         adapted,

@@ -29,7 +29,7 @@ import grpc.aio
 from typing_extensions import Unpack
 
 from ._client import MetadataArg, StreamClient, connect
-from ._options import ChannelOption, KeepAliveEnforcement
+from ._options import ChannelOption, Compression, KeepAliveEnforcement
 from ._retry import RetryPolicy
 from ._security import BearerAuth, BearerToken, ClientTLS, ServerTLS
 from ._send_queue import DEFAULT_MAX_QUEUED
@@ -69,6 +69,7 @@ class ServerOptions(TypedDict, total=False):
     interceptors: Sequence[grpc.aio.ServerInterceptor]
     auth: BearerAuth | None
     max_metadata_bytes: int | None
+    compression: Compression | None
 
 
 @dataclass
@@ -98,6 +99,7 @@ class RunningServer:
         max_queued: int = DEFAULT_MAX_QUEUED,
         retry: RetryPolicy | None = None,
         auth: BearerToken | None = None,
+        compression: Compression | None = None,
     ) -> StreamClient[StubT]:
         """A ``StreamClient`` on the shared channel; its open streams are cancelled at exit.
 
@@ -113,6 +115,7 @@ class RunningServer:
             retry: the default ``RetryPolicy`` (``None``: calls are not retried).
             auth: a ``BearerToken`` sent with every call (for a server started with
                 ``auth=BearerAuth(...)``).
+            compression: how every call's requests are compressed (``None``: not).
 
         Returns:
             A ``StreamClient``; ``serve()`` closes it on exit, cancelling its open streams.
@@ -136,6 +139,7 @@ class RunningServer:
             max_queued=max_queued,
             retry=retry,
             auth=auth,
+            compression=compression,
         )
         self._clients.append(client)
         return client
