@@ -47,8 +47,17 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The soak tests hold streams for minutes; they run in a second pytest process started
+# beside the main one, so `make test` takes as long as the longer of the two. Both must
+# pass; the soak output is printed after the main run's.
 pytest: $(STAMP) $(NODE_STAMP) system-packages
-	$(BIN)/python -m pytest -q
+	@rm -f .pytest-soak.log; \
+	$(BIN)/python -m pytest -q -m soak -p no:cacheprovider >.pytest-soak.log 2>&1 & soak=$$!; \
+	$(BIN)/python -m pytest -q; main=$$?; \
+	wait $$soak; soak_rc=$$?; \
+	echo "---- soak tests (run in parallel with the above) ----"; cat .pytest-soak.log; \
+	rm -f .pytest-soak.log; \
+	test $$main -eq 0 && test $$soak_rc -eq 0
 
 # System packages the tests need, from Debian, installed only when missing: redis-server
 # (the Redis Streams tests start their own on an ephemeral port; CI never skips them).

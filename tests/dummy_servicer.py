@@ -51,10 +51,14 @@ class DummyStreamService(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceS
             await self._producers(stream)
         elif request.value == "endless":
             await self._endless(stream)
-        elif request.value == "closing":
+        elif request.value in ("closing", "closing_complete"):
             await stream.send(Reply(value="hello"))
             await stream.closing.wait()
             await stream.send(Reply(value="bye"))
+            if request.value == "closing_complete":
+                stream.complete()
+        elif request.value.startswith("paced:"):
+            await self._paced(request, stream, int(request.value[6:]))
         elif request.value == "spawn_return":
             stream.spawn(self._forever(stream))  # the handler returns at once
         elif request.value == "producer_fails":
@@ -126,6 +130,17 @@ class DummyStreamService(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceS
             self.flood_active -= 1
             if blocked:
                 self.flood_blocked -= 1
+
+    async def _paced(
+        self, request: Req, stream: grpcstream.ServerStream[Reply], total: int
+    ) -> None:
+        """Entries after ``request.seq`` up to ``total``, every 10 ms: the resumable shape."""
+        for seq in range(request.seq + 1, total + 1):
+            if stream.closing.is_set():
+                return  # the drain: the client resumes from the last entry it got
+            await stream.send(Reply(seq=seq))
+            await asyncio.sleep(0.01)  # a paced source, like a log tail
+        stream.complete()
 
     async def _endless(self, stream: grpcstream.ServerStream[Reply]) -> None:
         async def produce() -> None:

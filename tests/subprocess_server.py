@@ -2,9 +2,14 @@
 
 ``python -m tests.subprocess_server [--port N]`` prints ``PORT <n>`` once serving. Its
 ``ServerStream`` sends entries ``after_seq+1 .. total`` where the request's ``value`` is
-``"<total>:<pause_at>"``: after entry ``pause_at`` it prints ``PAUSED <seq>`` and stops
-sending (but keeps the stream open) until the test kills the process. A ``ClientStream``
-call with metadata ``mode: stall`` prints ``STALLED`` and never reads.
+``"<total>:<pause_at>[:<interval_ms>]"``: after entry ``pause_at`` (0: never) it prints
+``PAUSED <seq>`` and stops sending (but keeps the stream open) until the test kills the
+process; ``interval_ms`` paces the entries. A ``ClientStream``
+call with metadata ``mode: stall`` prints ``STALLED`` and never reads; with ``mode:
+reading`` it prints ``READING`` after the first request and reads on; with ``mode: hold``
+it reads everything, prints ``HOLDING`` and never replies. ``--calm`` ignores every mode
+(a restarted server that behaves). ``Bidi`` with ``mode: reading`` prints ``READING`` after
+the first request.
 """
 
 from __future__ import annotations
@@ -28,10 +33,14 @@ class Servicer(dummy_pb2_grpc.DummyServiceServicer):
     async def ServerStream(  # type: ignore[override]
         self, request: dummy_pb2.Req, context: grpc.aio.ServicerContext[object, object]
     ) -> None:
-        total_text, _, pause_text = request.value.partition(":")
+        total_text, _, rest = request.value.partition(":")
+        pause_text, _, interval_text = rest.partition(":")
         total = int(total_text or "0")
         pause_at = int(pause_text or "0")
+        interval = int(interval_text or "0") / 1000
         for seq in range(request.seq + 1, total + 1):
+            if interval:
+                await asyncio.sleep(interval)  # a paced source, like a log tail
             await context.write(dummy_pb2.Reply(seq=seq))
             if seq == pause_at:
                 print(f"PAUSED {seq}", flush=True)
@@ -42,24 +51,51 @@ class Servicer(dummy_pb2_grpc.DummyServiceServicer):
         request_iterator: AsyncIterator[dummy_pb2.Req],
         context: grpc.aio.ServicerContext[object, object],
     ) -> dummy_pb2.Reply:
-        if ("mode", "stall") in tuple(context.invocation_metadata() or ()):
+        mode = _mode(context)
+        if mode == "stall":
             print("STALLED", flush=True)  # never reads: the client's writes back up
             await asyncio.Event().wait()
-        return dummy_pb2.Reply(seq=len([r async for r in request_iterator]))
+        count = 0
+        async for _ in request_iterator:
+            count += 1
+            if count == 1 and mode == "reading":
+                print("READING", flush=True)
+        if mode == "hold":
+            print(f"HOLDING {count}", flush=True)
+            await asyncio.Event().wait()
+        return dummy_pb2.Reply(seq=count)
 
     async def Bidi(  # type: ignore[override]
         self,
         request_iterator: AsyncIterator[dummy_pb2.Req],
         context: grpc.aio.ServicerContext[object, object],
     ) -> None:
+        mode = _mode(context)
+        first = True
         async for request in request_iterator:
             await context.write(dummy_pb2.Reply(seq=request.seq))
+            if first and mode == "reading":
+                print("READING", flush=True)
+            first = False
+
+
+CALM = False
+
+
+def _mode(context: grpc.aio.ServicerContext[object, object]) -> str:
+    if CALM:
+        return ""
+    return dict(context.invocation_metadata() or ()).get("mode", "")  # type: ignore[return-value]
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=0)
-    port_arg = parser.parse_args().port
+    parser.add_argument("--calm", action="store_true")
+    args = parser.parse_args()
+    port_arg = args.port
+    global CALM
+    CALM = args.calm
     server = grpc.aio.server()
     dummy_pb2_grpc.add_DummyServiceServicer_to_server(Servicer(), server)
     port = server.add_insecure_port(f"127.0.0.1:{port_arg}")

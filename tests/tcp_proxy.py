@@ -1,4 +1,4 @@
-"""A TCP proxy on 127.0.0.1 that a test can use to cut every connection for real."""
+"""A TCP proxy on 127.0.0.1 that a test can use to cut or stall every connection for real."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator, Callable
 
 
 class TcpProxy:
-    """Forwards ``127.0.0.1:<port>`` to a target; ``cut()`` drops all live connections."""
+    """Forwards ``127.0.0.1:<port>`` to a target.
+
+    ``cut()`` drops all live connections. ``stall()`` stops forwarding in both directions
+    without closing anything (a peer behind a dead NAT, or a frozen host): only keepalive
+    pings or timeouts can notice it. ``resume()`` forwards again; connections accepted
+    while stalled are stalled too.
+    """
 
     def __init__(self, target_port: int) -> None:
         self.target_port = target_port
@@ -20,6 +26,21 @@ class TcpProxy:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self._flowing = asyncio.Event()
+        self._flowing.set()
+
+    @property
+    def stalled(self) -> bool:
+        """True between ``stall()`` and ``resume()``."""
+        return not self._flowing.is_set()
+
+    def stall(self) -> None:
+        """Stop forwarding bytes (connections stay open; nothing is closed or reset)."""
+        self._flowing.clear()
+
+    def resume(self) -> None:
+        """Forward bytes again."""
+        self._flowing.set()
 
     async def start(self) -> str:
         """Listen on an ephemeral port; return the proxy's target string."""
@@ -39,8 +60,8 @@ class TcpProxy:
             return
         self._writers.update((writer, up_writer))
         pipes = {
-            asyncio.create_task(_pipe(reader, up_writer, self._count_up)),
-            asyncio.create_task(_pipe(up_reader, writer, self._count_down)),
+            asyncio.create_task(_pipe(reader, up_writer, self._count_up, self._flowing)),
+            asyncio.create_task(_pipe(up_reader, writer, self._count_down, self._flowing)),
         }
         self._tasks.update(pipes)
         try:
@@ -83,10 +104,19 @@ def _abort(writer: asyncio.StreamWriter) -> None:
 
 
 async def _pipe(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, count: Callable[[int], None]
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    count: Callable[[int], None],
+    flowing: asyncio.Event,
 ) -> None:
     with contextlib.suppress(OSError, asyncio.IncompleteReadError):
-        while data := await reader.read(65536):
+        while True:
+            await flowing.wait()  # stalled: stop reading too, so TCP windows fill up
+            data = await reader.read(65536)
+            if not data:
+                return
+            if not flowing.is_set():
+                await flowing.wait()  # a stall that began mid-read holds this chunk back
             count(len(data))
             writer.write(data)
             await writer.drain()

@@ -202,7 +202,10 @@ async def test_connect_is_an_async_context_manager_with_the_keepalive_preset(
     preset, no_keepalive = (dict(options) for options in seen_options)
     for key, value in grpcstream.KeepAlive().channel_options():
         assert preset[key] == value
-    assert preset["grpc.keepalive_time_ms"] == 30_000
+    assert preset["grpc.keepalive_time_ms"] == 300_000  # grpc's default servers allow 5 min
+    assert preset["grpc.http2.ping_timeout_ms"] == preset["grpc.keepalive_timeout_ms"] == 20_000
+    assert preset["grpc.initial_reconnect_backoff_ms"] == 100
+    assert preset["grpc.max_reconnect_backoff_ms"] == 1000
     assert "grpc.keepalive_time_ms" not in no_keepalive
     assert no_keepalive["grpc.x"] == 1
 

@@ -104,7 +104,7 @@ EXPECTED: dict[str, list[str]] = {
         "bad token: UNAUTHENTICATED",
     ],
     "shutdown": [
-        "open stream ended: OK",
+        "open stream ended: UNAVAILABLE (server draining",
         "new call after the drain: UNAVAILABLE",
     ],
     "quickstart": [

@@ -69,7 +69,7 @@ async def test_unary_retries_unavailable_with_exponential_backoff(
     assert any("attempt 1" in m and "UNAVAILABLE" in m and "0.100" in m for m in messages)
 
 
-async def test_full_jitter_stays_under_the_exponential_cap() -> None:
+async def test_equal_jitter_stays_between_half_the_cap_and_the_cap() -> None:
     sleeps = Sleeps()
     policy = grpcstream.RetryPolicy(max_attempts=5, sleep=sleeps)
     _, handler = _failing_unary(4)
@@ -77,7 +77,7 @@ async def test_full_jitter_stays_under_the_exponential_cap() -> None:
         await client.unary(client.stub.Unary, Req(), retry=policy)
     caps = [0.1, 0.2, 0.4, 0.8]
     assert len(sleeps.delays) == 4
-    assert all(0 <= d <= cap for d, cap in zip(sleeps.delays, caps, strict=True))
+    assert all(cap / 2 <= d <= cap for d, cap in zip(sleeps.delays, caps, strict=True))
 
 
 async def test_unary_never_retries_other_codes() -> None:
@@ -152,7 +152,14 @@ async def test_tenacity_strategies_are_accepted_as_they_are() -> None:
 
 async def test_no_policy_retries_forever_by_default() -> None:
     policy = grpcstream.RetryPolicy()
-    assert policy.max_attempts == 5
+    assert policy.max_attempts == 9
+    # The documented default patience: 11.35 s to 22.7 s of waiting in all.
+    assert policy.patience() == pytest.approx((11.35, 22.7))
+    assert grpcstream.RetryPolicy(jitter=False, max_attempts=3).patience() == pytest.approx(
+        (0.3, 0.3)
+    )
+    with pytest.raises(grpcstream.UsageError, match="patience"):
+        grpcstream.RetryPolicy(stop=tenacity.stop_after_attempt(2)).patience()
     with pytest.raises(ValueError, match="max_attempts"):
         grpcstream.RetryPolicy(max_attempts=0)
 

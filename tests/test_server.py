@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 import grpc
@@ -192,18 +193,28 @@ async def test_bidi_handler_reads_and_sends_concurrently() -> None:
         assert await chat.code() is grpc.StatusCode.OK
 
 
-async def test_stop_sets_closing_and_lets_handlers_finish_ok() -> None:
+@pytest.mark.parametrize(
+    ("mode", "code"),
+    [("closing", grpc.StatusCode.UNAVAILABLE), ("closing_complete", grpc.StatusCode.OK)],
+)
+async def test_stop_sets_closing_and_lets_handlers_finish(mode: str, code: grpc.StatusCode) -> None:
+    """Returning in a drain means "continue elsewhere" unless the handler said complete()."""
     service = DummyStreamService()
     async with serving(service) as (server, target), grpc.aio.insecure_channel(target) as ch:
-        call = _stub(ch).ServerStream(Req(value="closing"))
+        call = _stub(ch).ServerStream(Req(value=mode))
         first = await call.read()
         assert isinstance(first, Reply)
         assert first.value == "hello"
         stopping = asyncio.create_task(server.stop(grace=5.0))
-        rest = [r.value for r in await _read_rest(call)]
+        rest: list[str] = []
+        with contextlib.suppress(grpc.aio.AioRpcError):  # UNAVAILABLE is read as an error
+            while isinstance(reply := await call.read(), Reply):
+                rest.append(reply.value)
         await stopping
-        assert rest == ["bye"]
-        assert await call.code() is grpc.StatusCode.OK
+        assert rest == ["bye"]  # sent before the status either way
+        assert await call.code() is code
+        if code is grpc.StatusCode.UNAVAILABLE:
+            assert "server draining" in await call.details()
         assert server.closing.is_set()
 
 

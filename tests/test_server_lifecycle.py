@@ -41,7 +41,9 @@ async def test_sigterm_drains_open_streams_then_exits_zero() -> None:
             stub = dummy_pb2_grpc.DummyServiceStub(channel)
             watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
             assert (await watch.read()).status == SERVING
-            finishing = [stub.ServerStream(Req(value="closing")) for _ in range(OPEN_STREAMS)]
+            finishing = [
+                stub.ServerStream(Req(value="closing_complete")) for _ in range(OPEN_STREAMS)
+            ]
             holding = stub.ServerStream(Req(value="hold"))  # ignores closing
             for call in [*finishing, holding]:
                 assert (await _read(call)).value == "hello"
@@ -50,7 +52,7 @@ async def test_sigterm_drains_open_streams_then_exits_zero() -> None:
 
             async with asyncio.timeout(WAIT):
                 assert (await watch.read()).status == NOT_SERVING
-                for call in finishing:  # they saw `closing`, said goodbye and ended OK
+                for call in finishing:  # they saw `closing`, said goodbye, complete(): OK
                     assert (await _read(call)).value == "bye"
                     assert await call.read() is grpc.aio.EOF
                     assert await call.code() is grpc.StatusCode.OK
@@ -63,6 +65,42 @@ async def test_sigterm_drains_open_streams_then_exits_zero() -> None:
                 assert await holding.code() is grpc.StatusCode.UNAVAILABLE
                 await process.wait_line("STOPPED")
                 assert await process.process.wait() == 0
+    finally:
+        await process.kill()
+
+
+PACED_ENTRIES = 300  # one every 10 ms: the drain lands mid-stream
+
+
+def _resume_after(request: Req, last: Reply) -> Req:
+    return Req(value=request.value, seq=last.seq)
+
+
+async def test_sigterm_drain_then_restart_the_resumable_client_continues_with_no_loss() -> None:
+    """The documented handler shape (return on ``closing``) ends UNAVAILABLE in a drain."""
+    process = ServerProcess(0, "tests.subprocess_stream_server", "--grace", "5")
+    target = await process.start()
+    try:
+        async with grpcstream.connect(target) as channel:
+            client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub)
+            retries: list[grpcstream.RetryEvent] = []
+            seqs: list[int] = []
+            async with client.server_stream(
+                client.stub.ServerStream,
+                Req(value=f"paced:{PACED_ENTRIES}"),
+                retry=grpcstream.RetryPolicy(on_retry=retries.append),
+                resume=_resume_after,
+            ) as entries:
+                async for entry in entries:
+                    seqs.append(entry.seq)
+                    if entry.seq == 50:
+                        process.process.send_signal(signal.SIGTERM)
+                        await process.wait_line("STOPPED")
+                        assert await process.process.wait() == 0
+                        await process.start()  # the deploy's new version, same port
+            assert seqs == list(range(1, PACED_ENTRIES + 1))
+            assert retries
+            assert "server draining" in (retries[0].error.details or "")
     finally:
         await process.kill()
 

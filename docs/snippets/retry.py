@@ -44,7 +44,7 @@ def log_retry(event: RetryEvent) -> None:
 
 POLICY = RetryPolicy(
     max_attempts=5,  # attempts in all, including the first
-    initial_backoff=0.01,  # waits up to 0.01 s, 0.02 s, 0.04 s... (full jitter)
+    initial_backoff=0.01,  # waits 0.005-0.01 s, 0.01-0.02 s, 0.02-0.04 s... (equal jitter)
     deadline=10.0,  # one budget for every attempt and wait together
     on_retry=log_retry,
 )

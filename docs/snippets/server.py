@@ -36,10 +36,11 @@ class LogService(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
         self, request: LogRequest, stream: grpcstream.ServerStream[LogEntry]
     ) -> None:
         seq = request.after_seq
-        while not stream.closing.is_set():  # the server is draining: finish up
+        while not stream.closing.is_set():  # draining: return, the client resumes elsewhere
             seq += 1
             if seq > HISTORY and not request.follow:
-                return  # returning ends the RPC with OK, after everything sent is written
+                stream.complete()  # the natural end: OK even if a drain began meanwhile
+                return  # the RPC ends with OK, after everything sent is written
             await stream.send(LogEntry(seq=seq, service=request.service))  # may wait
             if seq > HISTORY:
                 await asyncio.sleep(0.01)  # pacing for "new" entries

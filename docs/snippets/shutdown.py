@@ -22,9 +22,11 @@ async def main() -> None:
         async with logs.server_stream(logs.stub.StreamLogs, request) as entries:
             await anext(entries)  # the stream is open
             stopping = asyncio.create_task(server.stop())  # what SIGTERM does in serve()
-            async for _ in entries:
-                pass  # the handler sees `closing`, returns, and the stream ends
-        print("open stream ended:", (await entries.code()).name)
+            try:
+                async for _ in entries:
+                    pass  # the handler sees `closing` and returns
+            except grpcstream.Unavailable as error:  # with resume=, a retry continues
+                print("open stream ended:", error.code.name, f"({error.details})")
         await stopping
         try:
             await logs.unary(logs.stub.GetStatus, StatusRequest(service="api"))

@@ -20,9 +20,11 @@ import grpc.aio
 from typing_extensions import override
 
 from ._exceptions import (
+    IDLE_TIMEOUT,
     BusyStreamError,
     Cancelled,
     DeadlineExceeded,
+    IdleTimeout,
     Internal,
     Metadata,
     RpcError,
@@ -91,6 +93,8 @@ class CallHandle:
         "__weakref__",
         "_call",
         "_cancelled_by",
+        "_idle_error",
+        "_idle_timeout",
         "_method_name",
         "_on_exit",
         "_phase",
@@ -110,6 +114,9 @@ class CallHandle:
         self._producers: set[asyncio.Task[None]] = set()
         self._producer_error: BaseException | None = None
         self._tls = False  # set by StreamClient for calls on a channel from connect(tls=)
+        self._idle_timeout: float | None = None  # set by StreamClient (idle_timeout=)
+        # The attempt's call that idle_timeout ended, and the error it ended with.
+        self._idle_error: tuple[_AnyCall, RpcError] | None = None
 
     @override
     def __repr__(self) -> str:
@@ -172,9 +179,9 @@ class CallHandle:
                     trailing_metadata=_pairs(trailing_metadata),
                     code=grpc.StatusCode.DEADLINE_EXCEEDED,
                 )
-            # Otherwise the write met a stream that had just ended and grpc.aio dropped the
-            # server's status. Unknown, not a guess: it must not look retryable. (Client
-            # streams recover the real status from the response; see _send_calls.)
+            # Otherwise the write met a stream that had just ended and grpc.aio overwrote
+            # the real status. Unknown, not a guess: it must not look retryable. (Client
+            # and bidi streams then wait for the real one; see _call_status.)
             return Unknown(
                 HIDDEN_BROKEN_STREAM,
                 trailing_metadata=_pairs(trailing_metadata),
@@ -357,9 +364,13 @@ class CallHandle:
             raise
         finally:
             self._phase = _Phase.EXITED
-            await self._cancel_producers()
-            await self._release()
-            self._on_exit(self)
+            try:
+                await self._cancel_producers()
+                await self._release()
+            finally:
+                # Even when the exiting task is cancelled while reaping (SendQueue.aclose()
+                # re-raises the cancellation), the client must stop counting this handle.
+                self._on_exit(self)
 
     async def _finish(self) -> None:
         """Normal exit; overridden per pattern."""
@@ -608,7 +619,10 @@ class ResponseStream(CallHandle, Generic[RespT]):
 async def _read(handle: CallHandle, call: Any) -> object:
     """One ``call.read()``, with grpc's errors and local cancellation made typed."""
     try:
-        message = await call.read()
+        if handle._idle_timeout is None:
+            message = await call.read()
+        else:
+            message = await _read_within(handle, call, handle._idle_timeout)
     except grpc.aio.AioRpcError as exc:
         handle._raise_producer_error()
         raise handle._from_aio(exc) from exc
@@ -622,6 +636,35 @@ async def _read(handle: CallHandle, call: Any) -> object:
         # stream open; a protobuf deserializer never returns None otherwise.
         raise handle._unparseable()
     return message
+
+
+async def _read_within(handle: CallHandle, call: Any, idle: float) -> object:
+    """``call.read()``, ending the call with ``IdleTimeout`` if nothing comes for ``idle`` s.
+
+    A plain timer, not ``asyncio.timeout()``: the handle must know the call ended because
+    of idleness *before* grpc.aio cancels it (its done-callbacks run during the cancel),
+    so that writers and callbacks see a retryable ``IdleTimeout``, not a ``Cancelled``.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+
+    def expire() -> None:
+        handle._idle_error = (
+            call,
+            IdleTimeout(IDLE_TIMEOUT.format(idle), code=grpc.StatusCode.UNAVAILABLE),
+        )
+        task.cancel()  # grpc.aio's read() cancels the RPC when it is interrupted
+
+    timer = asyncio.get_running_loop().call_later(idle, expire)
+    try:
+        return await call.read()
+    except asyncio.CancelledError:
+        expired = handle._idle_error
+        if expired is not None and expired[0] is call and task.uncancel() == 0:
+            raise expired[1] from None
+        raise
+    finally:
+        timer.cancel()
 
 
 def _pairs(metadata: object) -> Metadata:

@@ -49,6 +49,17 @@ CLIENT_CLOSED = "the StreamClient is closed; create a new one to start calls"
 _TLS_CHANNELS: weakref.WeakSet[grpc.aio.Channel] = weakref.WeakSet()
 
 
+# The reconnect backoff connect() sets: retry after 0.1 s, at most 1 s apart. grpc's own
+# default (1 s, growing by 1.6x to 120 s) leaves a restarted server unreachable for seconds
+# after it is back, and the calls a RetryPolicy retries meanwhile fail at once with "failed
+# to connect to all addresses". grpc's minimum connect timeout (20 s) is left alone: it is
+# how long one connection attempt may take, not a delay.
+_RECONNECT_BACKOFF: tuple[ChannelOption, ...] = (
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1000),
+)
+
+
 def connect(
     target: str | Sequence[str],
     *,
@@ -63,7 +74,11 @@ def connect(
     """Open a grpc.aio channel with grpcstream's presets.
 
     The channel connects lazily, on the first call. Use it as ``async with connect(...)``
-    or close it with ``await channel.close()``.
+    or close it with ``await channel.close()``. After losing its server, the channel tries
+    to reconnect after 0.1 s, then backs off to at most 1 s between tries (grpc alone
+    starts at 1 s and grows to 120 s), so a
+    restarted server is found within about a second, well inside the default
+    ``RetryPolicy``'s patience. ``options=`` can override it.
 
     Args:
         target: ``host:port`` (or any gRPC target URI, such as ``dns:///logs:50051``,
@@ -110,6 +125,7 @@ def connect(
     merged.extend(message_size_options(max_send_message_bytes, max_receive_message_bytes))
     if not grpc_retries:
         merged.append(("grpc.enable_retries", 0))
+    merged.extend(_RECONNECT_BACKOFF)
     merged.extend(options)
     if tls is not None:
         credentials, tls_options = tls.channel_credentials()
@@ -342,6 +358,7 @@ class StreamClient(Generic[StubT]):
         compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
         resume: Callable[[ReqT, RespT], ReqT] | None = None,
+        idle_timeout: float | None = None,
     ) -> ResponseStream[RespT]:
         """Start a server-streaming call; use the result as ``async with ... as entries``.
 
@@ -356,11 +373,16 @@ class StreamClient(Generic[StubT]):
                 the stream after ``last_response`` (for example with ``after_seq``); with
                 it, failures after partial delivery are retried with no loss and no
                 duplicates.
+            idle_timeout: seconds a read may wait for the next response. When none comes
+                in time the call is cancelled and iteration raises ``IdleTimeout`` (an
+                ``Unavailable``), which the retry policy retries and ``resume`` continues.
+                For quiet streams, pair it with server heartbeats sent more often than
+                that. ``None`` (the default): wait for ever.
 
         Raises:
             StreamClosedError: the client was closed.
-            ValueError: a ``timeout`` that is not a positive number (or None), or a
-                metadata key that is not lowercase ``[0-9a-z_.-]``.
+            ValueError: a ``timeout`` or ``idle_timeout`` that is not a positive number
+                (or None), or a metadata key that is not lowercase ``[0-9a-z_.-]``.
             TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
             UsageError: ``method`` is not the kind this helper calls (the message names
                 the right helper); no RPC was started.
@@ -372,6 +394,7 @@ class StreamClient(Generic[StubT]):
         check_kind(method, "server_stream", name)
         self._check_request(name, request)
         timeout_s = self._timeout_for(timeout)
+        idle = _check_idle_timeout(idle_timeout)
         call_metadata = self._metadata_for(metadata)
         packing = self._compression_for(compression)
         policy = self._retry_for(retry)
@@ -392,6 +415,7 @@ class StreamClient(Generic[StubT]):
             resumable=resume is not None,
             timeout=timeout_s,
         )
+        stream._idle_timeout = idle
         return self._track(stream)
 
     def client_stream(
@@ -447,6 +471,7 @@ class StreamClient(Generic[StubT]):
         max_queued: int | UseClientDefault = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
         resume: Callable[[RespT], Iterable[ReqT]] | None = None,
+        idle_timeout: float | None = None,
     ) -> BidiStream[ReqT, RespT]:
         """Start a bidirectional call; use the result as ``async with ... as follow``.
 
@@ -458,6 +483,9 @@ class StreamClient(Generic[StubT]):
             resume: ``resume(last_response)`` returns the messages that re-open the
                 conversation on a new attempt; with it, failures after responses arrived
                 are retried too.
+            idle_timeout: seconds a read may wait for the next response before the call
+                is cancelled and iteration raises ``IdleTimeout`` (an ``Unavailable``:
+                retried, and continued by ``resume``). ``None`` (the default): no limit.
 
         Raises:
             StreamClosedError: the client was closed.
@@ -468,6 +496,7 @@ class StreamClient(Generic[StubT]):
                 the right helper); no RPC was started.
             ValueError: ``max_queued`` below 1.
         """
+        idle = _check_idle_timeout(idle_timeout)
         setup = self._sender_setup(
             "bidi_stream", method, timeout, metadata, max_queued, retry, compression
         )
@@ -482,6 +511,7 @@ class StreamClient(Generic[StubT]):
             resume=resume,
             send_type=setup.send_type,
         )
+        stream._idle_timeout = idle
         return self._track(stream)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -704,3 +734,15 @@ def _method_name(method: object) -> str:
     if isinstance(name, bytes):
         return name.decode(errors="replace")
     return str(name) if name is not None else repr(method)
+
+
+def _check_idle_timeout(idle_timeout: float | None) -> float | None:
+    if idle_timeout is None:
+        return None
+    if (
+        isinstance(idle_timeout, bool)
+        or not isinstance(idle_timeout, int | float)
+        or not idle_timeout > 0
+    ):
+        raise ValueError(f"idle_timeout must be a positive number of seconds, got {idle_timeout!r}")
+    return float(idle_timeout)

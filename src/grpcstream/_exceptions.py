@@ -37,6 +37,7 @@ __all__ = [
     "DeadlineExceeded",
     "FailedPrecondition",
     "GrpcStreamError",
+    "IdleTimeout",
     "Internal",
     "InvalidArgument",
     "Metadata",
@@ -237,6 +238,20 @@ class Unavailable(RpcError):
     """UNAVAILABLE: the service cannot be reached right now; usually safe to retry."""
 
     status_code = grpc.StatusCode.UNAVAILABLE
+
+
+class IdleTimeout(Unavailable):
+    """No message arrived on a stream for its ``idle_timeout``: the stream was ended.
+
+    An ``Unavailable`` (code UNAVAILABLE), so a ``RetryPolicy`` retries it and ``resume=``
+    continues the stream, on this or another connection. Raised on the client from
+    iteration of a stream opened with ``idle_timeout=``; on the server from iterating a
+    ``RequestStream`` whose ``idle_timeout`` passed (unless the handler catches it, the
+    call then ends with UNAVAILABLE and this message).
+    """
+
+
+IDLE_TIMEOUT = "no message for {:g} s (idle_timeout): the peer or the connection is gone"
 
 
 class DataLoss(RpcError):

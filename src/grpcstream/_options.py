@@ -1,8 +1,9 @@
 """Channel and server presets: keepalive, message-size limits and similar options.
 
-The client preset and the server's enforcement preset are chosen together: the server
-accepts pings at least as often as a grpcstream client sends them, so an idle stream with
-keepalive pings is never closed with GOAWAY ``too_many_pings``.
+The client's default keepalive is safe against any gRPC server's default enforcement (one
+ping per 5 minutes on a quiet connection); ``StreamServer``'s enforcement preset accepts
+the opt-in aggressive client preset too, so a quiet stream is never closed with GOAWAY
+``too_many_pings`` by either.
 """
 
 from __future__ import annotations
@@ -53,16 +54,23 @@ def _check_positive(**values: float) -> None:
 
 @dataclass(frozen=True, slots=True)
 class KeepAlive:
-    """Client keepalive: HTTP/2 pings that detect a dead connection on a quiet stream.
+    """Client keepalive: HTTP/2 pings that detect a dead or stalled connection.
 
-    The default pings every 30 s while calls are open and gives up on the connection when a
-    ping is not answered within 10 s. A
-    [`KeepAliveEnforcement`][grpcstream.KeepAliveEnforcement] with its default accepts this
-    (it allows pings every 10 s).
+    The default pings every 300 s (5 minutes) while calls are open and closes the
+    connection when a ping is not answered within 20 s, so a stalled connection is noticed
+    within about 320 s. 5 minutes is the shortest interval that grpc core's and grpc-go's
+    default servers accept: they answer more frequent pings on a quiet connection with
+    GOAWAY ``too_many_pings`` after three strikes, which kills quiet streams. For faster
+    detection against any server, give streams an ``idle_timeout`` and have the server send
+    heartbeats; against a ``StreamServer`` (which accepts pings every 10 s),
+    [`KeepAlive.aggressive()`][grpcstream.KeepAlive.aggressive] notices a stall within
+    about 40 s.
 
     Args:
         time: seconds between pings while the connection is otherwise idle.
-        timeout: seconds to wait for the ping's answer before closing the connection.
+        timeout: seconds to wait for a ping's answer before closing the connection (it
+            sets both grpc's keepalive timeout and its general HTTP/2 ping timeout, which
+            otherwise keeps the connection for 60 s whatever ``timeout`` says).
         permit_without_calls: also ping when no call is open (off by default: idle
             connections are cheap and servers often refuse such pings).
 
@@ -70,18 +78,31 @@ class KeepAlive:
         ValueError: a duration that is not a positive number.
     """
 
-    time: float = 30.0
-    timeout: float = 10.0
+    time: float = 300.0
+    timeout: float = 20.0
     permit_without_calls: bool = False
 
     def __post_init__(self) -> None:
         _check_positive(time=self.time, timeout=self.timeout)
+
+    @classmethod
+    def aggressive(cls) -> KeepAlive:
+        """Ping every 30 s and give up after 10 s: for servers that allow it, only.
+
+        A [`KeepAliveEnforcement`][grpcstream.KeepAliveEnforcement] with its default
+        (``StreamServer``'s) accepts it; grpc core's and grpc-go's default servers do not
+        (GOAWAY ``too_many_pings`` after 90 s of a quiet stream).
+        """
+        return cls(time=30.0, timeout=10.0)
 
     def channel_options(self) -> list[ChannelOption]:
         """The grpc channel arguments for this preset."""
         return [
             ("grpc.keepalive_time_ms", _ms(self.time)),
             ("grpc.keepalive_timeout_ms", _ms(self.timeout)),
+            # grpc core waits this long for any ping's ack (default 60 s) and ignores the
+            # keepalive timeout if it is shorter: without it, timeout= has no effect.
+            ("grpc.http2.ping_timeout_ms", _ms(self.timeout)),
             ("grpc.keepalive_permit_without_calls", int(self.permit_without_calls)),
             # 0 = no limit on pings without data, so long idle streams keep pinging.
             ("grpc.http2.max_pings_without_data", 0),
@@ -94,8 +115,8 @@ class KeepAliveEnforcement:
 
     Args:
         min_ping_interval: the shortest interval between client pings the server accepts
-            (default 10 s, below the client preset's 30 s). Clients that ping more often
-            get strikes and finally GOAWAY ``too_many_pings``.
+            (default 10 s, below the 30 s of ``KeepAlive.aggressive()``). Clients that ping
+            more often get strikes and finally GOAWAY ``too_many_pings``.
         permit_without_calls: accept pings on connections with no open call.
         max_ping_strikes: bad pings tolerated before GOAWAY.
         time: seconds between the server's own pings to detect dead clients.
@@ -127,6 +148,7 @@ class KeepAliveEnforcement:
         return [
             ("grpc.keepalive_time_ms", _ms(self.time)),
             ("grpc.keepalive_timeout_ms", _ms(self.timeout)),
+            ("grpc.http2.ping_timeout_ms", _ms(self.timeout)),
             ("grpc.http2.min_recv_ping_interval_without_data_ms", _ms(self.min_ping_interval)),
             ("grpc.http2.min_ping_interval_without_data_ms", _ms(self.min_ping_interval)),
             ("grpc.keepalive_permit_without_calls", int(self.permit_without_calls)),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -20,8 +21,9 @@ import tenacity
 from tenacity.retry import retry_base
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
+from typing_extensions import override
 
-from ._exceptions import RpcError
+from ._exceptions import RpcError, UsageError
 
 __all__ = ["RetryEvent", "RetryPolicy", "Retrier", "PUSHBACK_TRAILER"]
 
@@ -56,16 +58,20 @@ class RetryEvent(NamedTuple):
 class RetryPolicy:
     """When and how often to retry a call.
 
-    The defaults retry UNAVAILABLE up to 5 attempts in all, waiting a random time between
-    0 and 0.1 s, 0.2 s, 0.4 s, ... (exponential backoff with full jitter, capped at 10 s).
-    Nothing retries forever by default.
+    The defaults retry UNAVAILABLE up to 9 attempts in all. Before attempt n+1 it waits a
+    random time between half and all of a cap that doubles: 0.1 s, 0.2 s, 0.4 s, ... 6.4 s,
+    then 10 s (exponential backoff with "equal" jitter). So the default patience, the
+    waits together, is between 11.4 s and 22.7 s (17 s on average): enough to ride out a
+    server restart of about 10 s, and never less. Nothing retries forever by default.
 
     Args:
         max_attempts: attempts in all, including the first (>= 1).
         initial_backoff: cap of the first wait, in seconds.
         max_backoff: cap of every wait, in seconds.
         multiplier: growth of the cap per attempt.
-        jitter: wait a random time up to the cap (full jitter); False waits the cap.
+        jitter: wait a random time between half the cap and the cap ("equal jitter":
+            spreads clients apart while keeping a known minimum patience); False waits
+            the cap.
         retry_on: status codes worth retrying.
         deadline: total seconds for all attempts and waits together (``None``: only the
             call's own timeout per attempt limits it).
@@ -83,7 +89,7 @@ class RetryPolicy:
         ValueError: a non-positive count or duration.
     """
 
-    max_attempts: int = 5
+    max_attempts: int = 9
     initial_backoff: float = 0.1
     max_backoff: float = 10.0
     multiplier: float = 2.0
@@ -114,12 +120,31 @@ class RetryPolicy:
         if self.wait is not None:
             return self.wait
         if self.jitter:
-            return tenacity.wait_random_exponential(
+            return _EqualJitter(
                 multiplier=self.initial_backoff, max=self.max_backoff, exp_base=self.multiplier
             )
         return tenacity.wait_exponential(
             multiplier=self.initial_backoff, max=self.max_backoff, exp_base=self.multiplier
         )
+
+    def patience(self) -> tuple[float, float]:
+        """The shortest and longest total wait before giving up, in seconds.
+
+        Computed from ``max_attempts`` and the backoff settings (attempts themselves take
+        time too, and ``deadline`` may end it sooner). Not available with custom ``stop``
+        or ``wait`` strategies.
+
+        Raises:
+            UsageError: the policy uses a custom ``stop`` or ``wait`` strategy.
+        """
+        if self.stop is not None or self.wait is not None:
+            raise UsageError("patience() is only known for the built-in stop and wait")
+        caps = [
+            min(self.max_backoff, self.initial_backoff * self.multiplier**n)
+            for n in range(self.max_attempts - 1)
+        ]
+        longest = sum(caps)
+        return (longest / 2 if self.jitter else longest), longest
 
     def stop_strategy(self) -> stop_base:
         """The tenacity stop strategy in effect."""
@@ -221,6 +246,15 @@ class Retrier:
         await self._policy.sleep(delay)
         state.prepare_for_next_attempt()
         return True
+
+
+class _EqualJitter(tenacity.wait_exponential):
+    """A random wait between half the exponential cap and the cap."""
+
+    @override
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        cap = super().__call__(retry_state)
+        return cap / 2 + random.uniform(0, cap / 2)
 
 
 def _pushback_seconds(error: RpcError) -> float | None:

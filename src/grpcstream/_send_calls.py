@@ -19,8 +19,8 @@ import grpc
 import grpc.aio
 from typing_extensions import override
 
+from ._call_status import StatusRecovery, core_status
 from ._calls import (
-    _CORE_INTERNAL,
     HIDDEN_BROKEN_STREAM,
     NOT_ENTERED,
     NOT_FINISHED,
@@ -35,7 +35,6 @@ from ._exceptions import (
     RpcError,
     UsageError,
     retry_not_possible,
-    rpc_error,
 )
 from ._message_types import wrong_type
 from ._retry import Retrier
@@ -49,12 +48,11 @@ __all__ = ["BidiStream", "ClientStream"]
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 
-_STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 OpenCall = Callable[[float | None], Awaitable[Any]]
 
 
-class _Sender(CallHandle, Generic[ReqT]):
+class _Sender(StatusRecovery, Generic[ReqT]):
     """The send half shared by ClientStream and BidiStream."""
 
     __slots__ = (
@@ -62,6 +60,7 @@ class _Sender(CallHandle, Generic[ReqT]):
         "_half_closed",
         "_max_queued",
         "_open_call",
+        "_progress_generation",
         "_queue",
         "_reopen_lock",
         "_replay",
@@ -95,8 +94,10 @@ class _Sender(CallHandle, Generic[ReqT]):
         self._replay_bytes = 0
         self._replay_limit = replay_limit
         self._generation = 0
+        self._progress_generation = 0  # the last attempt that took a new message
         self._half_closed = False
         self._reopen_lock: asyncio.Lock | None = None
+        self._init_status_recovery()
 
     async def __aenter__(self) -> Self:
         await self._start()
@@ -133,7 +134,7 @@ class _Sender(CallHandle, Generic[ReqT]):
             try:
                 await call.write(message)
             except grpc.aio.AioRpcError as exc:
-                raise await self._unmasked(self._from_aio(exc)) from exc
+                raise await self._unhide(self._from_aio(exc)) from exc
             except (asyncio.InvalidStateError, grpc.aio.UsageError):
                 raise await self._ended_error() from None
 
@@ -155,8 +156,18 @@ class _Sender(CallHandle, Generic[ReqT]):
                 error = await self._try(self._current().write(message))
             if error is None:
                 self._remember(message)
+                if generation > self._progress_generation and self._replay is not None:
+                    # A re-opened attempt took its replay and a new message: a later
+                    # outage gets the policy's full patience again (the replay buffer
+                    # still bounds how often that can happen).
+                    self._progress_generation = generation
+                    self._made_progress()
                 return
             await self._reopen_or_raise(generation, error)
+
+    def _made_progress(self) -> None:
+        if self._retrier is not None:
+            self._retrier.made_progress()
 
     async def _done_writing_retrying(self) -> None:
         self._half_closed = True
@@ -177,14 +188,10 @@ class _Sender(CallHandle, Generic[ReqT]):
         try:
             await operation
         except grpc.aio.AioRpcError as exc:
-            return await self._unmasked(self._from_aio(exc))
+            return await self._unhide(self._from_aio(exc))
         except (asyncio.InvalidStateError, grpc.aio.UsageError):
             return await self._ended_error()
         return None
-
-    async def _unmasked(self, error: RpcError) -> BaseException:
-        """The server's real status when grpc.aio hid it behind a failed write, if known."""
-        return error
 
     def _remember(self, message: ReqT) -> None:
         if self._replay is None:
@@ -271,36 +278,40 @@ class _Sender(CallHandle, Generic[ReqT]):
     async def _ended_error(self) -> BaseException:
         if self._cancelled_by is not None:
             return self._send_error()
+        expired = self._idle_error
+        if expired is not None and expired[0] is self._call:
+            return expired[1]
         error = await self._status_error()
-        return error if error is not None else BrokenStreamError(SEND_ON_CLOSED)
+        return await self._unhide(error) if error is not None else BrokenStreamError(SEND_ON_CLOSED)
 
     def _call_done(self, call: Any) -> None:
         # The RPC ended (status received, deadline, cancel): nothing more can be sent, so
         # waiting and later senders must learn it now rather than on their next write.
+        # grpc.aio runs this again when the real status replaces its hidden INTERNAL one.
+        self._status_changed(call)
         queue = self._queue
         if queue is None or call is not self._call:
             return
+        expired = self._idle_error
+        if expired is not None and expired[0] is call:
+            return  # the reader ended it for idleness and decides about the retry
         if self._cancelled_by is not None:
             queue.fail(self._send_error())
             return
-        # grpc.aio offers the status only as a coroutine; a done-callback must stay
-        # synchronous, so it reads the cython call's status (tests/test_client_streams.py
-        # fails loudly if a grpc release renames it). Without it, the next write or read
-        # meets the status instead.
-        status = getattr(getattr(call, "_cython_call", None), "_status", None)
-        code = getattr(status, "code", None)
-        if status is None or code is None:
+        # Without this, the next write or read would meet the status instead.
+        status = core_status(call)
+        if status is None:
             return
-        grpc_code = _STATUS_FROM_CORE.get(code())
-        if grpc_code is None or grpc_code is grpc.StatusCode.OK:
+        grpc_code, details, trailing_metadata = status
+        if grpc_code is grpc.StatusCode.OK:
             if queue.closed and queue.error is None and not queue.statistics().queued:
                 return  # everything was written and the half-close is on its way: a success
             # The server ended the call (OK) while we were still sending: not a misuse.
             queue.fail(BrokenStreamError(SEND_ON_CLOSED))
             return
-        error = self._translate(grpc_code, status.details(), status.trailing_metadata())
+        error = self._translate(grpc_code, details, trailing_metadata)
         if error.details == HIDDEN_BROKEN_STREAM:
-            return  # a write failed: the writer recovers the real status (_unmasked)
+            return  # a write failed: the real status follows (see _unhide)
         if self._retrier is not None and self._retrier.is_retryable(error):
             return  # the writer or reader that meets it next decides whether to retry
         queue.fail(error)
@@ -479,8 +490,8 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
                 response = await call
             except grpc.aio.AioRpcError as exc:
                 self._raise_producer_error()
-                error = self._from_aio(exc)
-                if await self._reopen(generation, error):
+                error = await self._unhide(self._from_aio(exc))
+                if isinstance(error, RpcError) and await self._reopen(generation, error):
                     continue
                 raise error from exc
             except asyncio.CancelledError:
@@ -491,26 +502,6 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
             if response is None:
                 raise self._unparseable()  # grpc.aio logged the deserializer's error
             return response
-
-    @override
-    async def _unmasked(self, error: RpcError) -> BaseException:
-        # A write that meets the end of the call makes grpc.aio replace the status with
-        # INTERNAL; the response side of a client stream still holds the real one.
-        if error.details != HIDDEN_BROKEN_STREAM:
-            return error
-        call: grpc.aio.StreamUnaryCall[ReqT, RespT] = self._require_call()  # type: ignore[assignment]
-        try:
-            await call
-        except grpc.aio.AioRpcError as exc:
-            if exc.details() != _CORE_INTERNAL:
-                return rpc_error(exc.code(), exc.details(), exc.trailing_metadata())
-        except Exception:  # the response did not come: keep the honest Unknown
-            return error
-        else:
-            # The server answered (OK) before reading everything: the call ended
-            # underneath this sender, and close_and_receive() returns the response.
-            return BrokenStreamError(SEND_ON_CLOSED)
-        return error
 
     def response(self) -> RespT:
         """The response, once ``close_and_receive()`` (or leaving the block) received it.
@@ -605,10 +596,11 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
                 try:
                     message = await _read(self, self._require_call())
                     break
-                except RpcError as error:
-                    if not await self._reopen(generation, error):
+                except RpcError as hidden:
+                    error = await self._unhide(hidden)
+                    if not isinstance(error, RpcError) or not await self._reopen(generation, error):
                         self._fail_sending(error)
-                        raise
+                        raise error from hidden.__cause__
         finally:
             self._reading = False
         if message is grpc.aio.EOF:
@@ -618,6 +610,11 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
         self._received += 1
         self._last = message  # type: ignore[assignment]
         return message  # type: ignore[return-value]
+
+    @override
+    def _made_progress(self) -> None:
+        if self._last is None:  # after responses, resume() drives retries: keep the count
+            super()._made_progress()
 
     @override
     def _replacement_messages(self, error: RpcError) -> list[ReqT] | None:
@@ -646,12 +643,16 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
 
     @override
     async def _finish(self) -> None:
+        if self._iterated and not self._eof:
+            # Iteration was abandoned: the caller wants no more. Cancel first: a producer
+            # may be blocked by backpressure that nobody reading the replies will relieve,
+            # and _close() cancels the producers next.
+            self.cancel()
+            self._raise_producer_error()
+            return
         await self._wait_producers()
         if self._eof:
             await self._raise_status_error()
-            return
-        if self._iterated:
-            self.cancel()  # iteration was abandoned: the caller wants no more
             return
         with contextlib.suppress(BrokenStreamError):
             await self.close_send()  # the server may have ended (OK) first: read its status
@@ -661,4 +662,4 @@ class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
     async def _raise_status_error(self) -> None:
         error = await self._status_error()
         if error is not None:
-            raise error
+            raise await self._unhide(error)

@@ -16,7 +16,14 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import grpc
 import grpc.aio
 
-from ._exceptions import BrokenStreamError, InvalidArgument, Metadata, UsageError
+from ._exceptions import (
+    IDLE_TIMEOUT,
+    BrokenStreamError,
+    IdleTimeout,
+    InvalidArgument,
+    Metadata,
+    UsageError,
+)
 from ._message_types import wrong_type
 from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
 
@@ -88,8 +95,12 @@ class CallContext:
 
     @property
     def closing(self) -> asyncio.Event:
-        """Set when the server starts draining: finish up and return (the RPC then ends OK).
+        """Set when the server starts draining: stop soon and return.
 
+        A unary or client-streaming handler's response ends its call OK. A server-streaming
+        or bidi handler that returns during a drain ends its call with ``UNAVAILABLE``
+        ("server draining"), so a client with ``resume=`` continues on another server with
+        no loss and no duplicate, unless it called ``ServerStream.complete()`` first.
         Streams still open when the server's grace period ends are cancelled.
         """
         return self._closing
@@ -160,7 +171,9 @@ class ServerStream(CallContext, Generic[RespT]):
 
     ``send()`` queues into a bounded send queue drained by one writer task (raw
     ``context.write()`` from two tasks at once fails the RPC with INTERNAL). When the
-    handler returns, everything queued is written before the status is sent.
+    handler returns, everything queued is written before the status is sent: OK, or
+    UNAVAILABLE "server draining" if the server is draining (``closing`` is set) and the
+    handler did not declare its work finished with ``complete()``.
 
     Args:
         context: the grpc.aio servicer context of this call.
@@ -171,7 +184,14 @@ class ServerStream(CallContext, Generic[RespT]):
             The handler adapters fill it in from the generated service descriptor.
     """
 
-    __slots__ = ("_handler_task", "_message_type", "_producer_error", "_producers", "_queue")
+    __slots__ = (
+        "_complete",
+        "_handler_task",
+        "_message_type",
+        "_producer_error",
+        "_producers",
+        "_queue",
+    )
 
     def __init__(
         self,
@@ -202,6 +222,23 @@ class ServerStream(CallContext, Generic[RespT]):
         self._producers: set[asyncio.Task[None]] = set()
         self._producer_error: BaseException | None = None
         self._handler_task: asyncio.Task[None] | None = None
+        self._complete = False
+
+    def complete(self) -> None:
+        """Declare that this stream's work is finished: the call ends OK even in a drain.
+
+        Without it, a handler that returns while the server drains (``closing`` is set)
+        ends its call with ``UNAVAILABLE`` "server draining", which a client with a
+        ``RetryPolicy`` and ``resume=`` treats as "continue elsewhere". Call it when the
+        stream reached its natural end (the last entry of a bounded query), not when it
+        stopped because of ``closing``. Outside a drain it changes nothing. Idempotent.
+        """
+        self._complete = True
+
+    @property
+    def completed(self) -> bool:
+        """True once ``complete()`` was called."""
+        return self._complete
 
     async def send(self, message: RespT) -> None:
         """Queue ``message``, waiting while the send queue is full (backpressure).
@@ -311,14 +348,35 @@ class RequestStream(Generic[ReqT]):
     half-closes. Only one task may iterate at a time. A message that does not parse
     raises ``InvalidArgument`` (never a half-parsed message); unless the handler catches
     it, the RPC ends with INVALID_ARGUMENT.
+
+    With an ``idle_timeout`` (the servicer's ``idle_timeout`` attribute, or set on the
+    stream), waiting longer than that for the next message raises ``IdleTimeout``; unless
+    the handler catches it, the call ends with UNAVAILABLE, which a client's
+    ``RetryPolicy`` retries and ``resume=`` continues.
     """
 
-    __slots__ = ("_context", "_done", "_received")
+    __slots__ = ("_context", "_done", "_idle_timeout", "_received")
 
-    def __init__(self, context: grpc.aio.ServicerContext[ReqT, Any]) -> None:
+    def __init__(
+        self, context: grpc.aio.ServicerContext[ReqT, Any], *, idle_timeout: float | None = None
+    ) -> None:
         self._context = context
         self._done = False
         self._received = 0
+        self._idle_timeout = idle_timeout
+
+    @property
+    def idle_timeout(self) -> float | None:
+        """Seconds to wait for the next message before ``IdleTimeout``; None: no limit."""
+        return self._idle_timeout
+
+    @idle_timeout.setter
+    def idle_timeout(self, seconds: float | None) -> None:
+        if seconds is not None and (
+            isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0
+        ):
+            raise ValueError(f"idle_timeout must be a positive number of seconds, got {seconds!r}")
+        self._idle_timeout = seconds
 
     def __aiter__(self) -> Self:
         return self
@@ -327,9 +385,17 @@ class RequestStream(Generic[ReqT]):
         if self._done:
             raise StopAsyncIteration
         try:
-            message: object = await self._context.read()
+            if self._idle_timeout is None:
+                message: object = await self._context.read()
+            else:
+                async with asyncio.timeout(self._idle_timeout):
+                    message = await self._context.read()
         except _DECODE_ERRORS:
             raise InvalidArgument(UNPARSEABLE_REQUEST) from None
+        except TimeoutError:
+            raise IdleTimeout(
+                IDLE_TIMEOUT.format(self._idle_timeout), code=grpc.StatusCode.UNAVAILABLE
+            ) from None
         if message is grpc.aio.EOF:
             self._done = True
             raise StopAsyncIteration

@@ -18,7 +18,7 @@ from typing import Any, NoReturn, TypeVar, cast
 import grpc
 import grpc.aio
 
-from ._exceptions import BrokenStreamError, Cancelled, RpcError
+from ._exceptions import BrokenStreamError, Cancelled, RpcError, Unavailable
 from ._message_types import servicer_message_type
 from ._security import current_principal
 from ._send_queue import DEFAULT_MAX_QUEUED
@@ -49,6 +49,10 @@ RespT = TypeVar("RespT")
 INTERNAL_ERROR_DETAILS = "internal server error"
 """The only details a client sees when a handler raises something other than RpcError."""
 
+SERVER_DRAINING = "server draining: continue on another server (the stream was not complete)"
+"""The details of the UNAVAILABLE a streaming handler's call ends with when it returns in a
+drain without ``ServerStream.complete()``."""
+
 CLIENT_GONE_GRACE = 0.5
 """Seconds a streaming handler gets to return after the client went away, before it is
 cancelled: enough to see ``BrokenStreamError`` from ``send()`` and clean up."""
@@ -66,9 +70,13 @@ class StreamServicer:
 
     Attributes:
         max_queued: the send-queue bound of this servicer's ``ServerStream``s.
+        idle_timeout: seconds a client-streaming or bidi handler's ``RequestStream``
+            waits for the next message before raising ``IdleTimeout`` (None: no limit;
+            a handler can change it per stream with ``requests.idle_timeout``).
     """
 
     max_queued: int = DEFAULT_MAX_QUEUED
+    idle_timeout: float | None = None
     _grpcstream_closing: asyncio.Event | None = None
     _grpcstream_active: set[asyncio.Task[Any]] | None = None
 
@@ -84,6 +92,13 @@ def _closing_of(servicer: object) -> asyncio.Event | None:
 def _max_queued_of(servicer: object) -> int:
     value = getattr(servicer, "max_queued", DEFAULT_MAX_QUEUED)
     return value if isinstance(value, int) and value >= 1 else DEFAULT_MAX_QUEUED
+
+
+def _idle_timeout_of(servicer: object) -> float | None:
+    value = getattr(servicer, "idle_timeout", None)
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return None
 
 
 def _active_of(servicer: object) -> set[asyncio.Task[Any]] | None:
@@ -161,7 +176,9 @@ def client_streaming(
     ) -> RespT:
         call = CallContext(context, _closing_of(self), current_principal())
         try:
-            return await handler(self, RequestStream(context), call)
+            return await handler(
+                self, RequestStream(context, idle_timeout=_idle_timeout_of(self)), call
+            )
         except Exception as exc:
             await _end_with(context, exc, method)
 
@@ -225,7 +242,7 @@ def bidi_streaming(
             principal=current_principal(),
             message_type=response_type.of(self),
         )
-        body = handler(self, RequestStream(context), stream)
+        body = handler(self, RequestStream(context, idle_timeout=_idle_timeout_of(self)), stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
 
     adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
@@ -274,11 +291,16 @@ async def _outcome(task: asyncio.Task[None], stream: ServerStream[Any]) -> BaseE
     if error is None:
         try:
             await stream._finish()
-            return None
         except BrokenStreamError:
             error = BrokenStreamError(CLIENT_GONE)
         except Exception as exc:  # a producer's failure
             error = exc
+        else:
+            if stream.closing.is_set() and not stream.completed:
+                # It returned because of the drain (or may have): tell the client to
+                # continue elsewhere. What it sent was flushed ahead of this status.
+                return Unavailable(SERVER_DRAINING, code=grpc.StatusCode.UNAVAILABLE)
+            return None
     # What the handler sent before failing still reaches the client, ahead of the status.
     await stream._abandon(flush=not isinstance(error, BrokenStreamError))
     if isinstance(error, BrokenStreamError):
