@@ -34,7 +34,7 @@ import grpcstream
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import LogEntry, LogRequest
 
-from .dashboard import CHANNEL_OPTIONS, Stats, plain_line, resuming_stream
+from .dashboard import Stats, plain_line, resuming_stream
 from .proxy import CuttableProxy
 
 ROOT = Path(__file__).resolve().parents[2]  # the directory that holds ``examples/``
@@ -45,7 +45,6 @@ RECONNECT_TIMEOUT = 30.0
 # The slow viewer's window stays small (no BDP probing, 8 KiB lookahead), so that falling
 # behind shows on the server within seconds instead of after megabytes of buffering.
 SLOW_CHANNEL_OPTIONS = (
-    *CHANNEL_OPTIONS,
     ("grpc.http2.bdp_probe", 0),
     ("grpc.http2.lookahead_bytes", 8192),
 )
@@ -108,7 +107,7 @@ async def watch(
     stats: Stats,
     stop: asyncio.Event,
     *,
-    options: tuple[tuple[str, int], ...] = CHANNEL_OPTIONS,
+    options: tuple[tuple[str, int], ...] = (),  # connect() sets the fast reconnect backoff
     on_entry: Callable[[LogEntry], Awaitable[None]] | None = None,
 ) -> None:
     """Follow ``target`` with ``request`` until ``stop`` is set, counting into ``stats``."""
