@@ -18,6 +18,7 @@ import sys
 import time
 from pathlib import Path
 
+from .coalescing import render_coalescing, run_coalescing, write_coalescing
 from .common import IMPLS, Impl, LoopKind, uvloop_available
 from .processes import BenchClient, BenchProcessError, BenchServer
 from .report import collect_machine_info, render_markdown, summarize
@@ -29,6 +30,8 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 _DEFAULT_BUDGET: dict[Size, float] = {"default": 280.0, "quick": 55.0, "tiny": 40.0}
 _COMMAND_SLACK = 60.0  # seconds beyond a run's time cap before a client is declared hung
 _WARMUP_COUNT: dict[Size, int] = {"default": 2000, "quick": 500, "tiny": 50}
+COALESCING = "coalescing"
+"""``--scenario coalescing`` selects the coalescing scenarios (run by default)."""
 
 
 def grpcstream_available() -> bool:
@@ -148,6 +151,7 @@ def run_benchmarks(
         loops = ("asyncio", "uvloop") if both else ("asyncio",)
     impls: tuple[Impl, ...] = IMPLS if grpcstream_available() else ("raw",)
     scenarios = [s for s in SCENARIOS if scenario_keys is None or s.key in scenario_keys]
+    coalescing = "grpcstream" in impls and (scenario_keys is None or COALESCING in scenario_keys)
     budget = _Budget(budget_s if budget_s is not None else _DEFAULT_BUDGET[size])
     machine = collect_machine_info()
     results: list[RunResult] = []
@@ -156,6 +160,11 @@ def run_benchmarks(
         _log("grpcstream's client/server API is not there yet: measuring raw grpc.aio only")
     for loop in loops:
         _run_loop(loop, impls, scenarios, sizes, _WARMUP_COUNT[size], budget, results, skipped)
+    coalescing_document = None
+    if coalescing:
+        # Its own servers and client (benchmarks/coalescing.py), after the main scenarios.
+        _log(f"[{budget.elapsed():6.1f}s] coalescing scenarios (issue 16)")
+        coalescing_document = run_coalescing(size)
     machine["load_average_end"] = list(os.getloadavg())
     summary = summarize(results, scenarios, loops)
     document: dict[str, object] = {
@@ -170,10 +179,15 @@ def run_benchmarks(
         "skipped": skipped,
         "summary": summary,
         "runs": [result.to_json() for result in results],
+        "coalescing": coalescing_document,
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     _write(output_dir / "latest.json", json.dumps(document, indent=2) + "\n")
-    _write(output_dir / "latest.md", render_markdown(document))
+    markdown = render_markdown(document)
+    if coalescing_document is not None:
+        markdown += "\n" + render_coalescing(coalescing_document)
+        write_coalescing(coalescing_document, output_dir)
+    _write(output_dir / "latest.md", markdown)
     return document
 
 
@@ -190,7 +204,9 @@ def main(argv: list[str] | None = None) -> None:
     group.add_argument("--quick", action="store_true", help="small counts, under a minute")
     group.add_argument("--tiny", action="store_true", help="smoke test: a few hundred messages")
     parser.add_argument("--loop", action="append", choices=("asyncio", "uvloop"))
-    parser.add_argument("--scenario", action="append", choices=[s.key for s in SCENARIOS])
+    parser.add_argument(
+        "--scenario", action="append", choices=[*(s.key for s in SCENARIOS), COALESCING]
+    )
     parser.add_argument("--repeats", type=int)
     parser.add_argument("--time-cap", type=float, help="seconds per run (default: 3)")
     parser.add_argument("--budget", type=float, help="seconds for the whole run")
@@ -199,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     size: Size = "quick" if args.quick else "tiny" if args.tiny else "default"
     loops: tuple[LoopKind, ...] = tuple(args.loop or ())
     try:
-        document = run_benchmarks(
+        run_benchmarks(
             size=size,
             loops=loops,
             scenario_keys=args.scenario,
@@ -211,7 +227,7 @@ def main(argv: list[str] | None = None) -> None:
     except BenchProcessError as exc:
         _log(f"benchmark failed: {exc}")
         raise SystemExit(1) from exc
-    print(render_markdown(document))
+    print((args.output_dir / "latest.md").read_text())
     _log(f"wrote {args.output_dir / 'latest.md'} and latest.json")
 
 

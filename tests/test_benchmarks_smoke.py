@@ -40,6 +40,17 @@ def test_tiny_benchmark_run_writes_every_scenario(tmp_path: Path) -> None:
     table = (tmp_path / "latest.md").read_text()
     assert "| 1 | server-streaming throughput |" in table
     assert "Event loop: asyncio" in table
+    if grpcstream_available():
+        coalescing = document["coalescing"]
+        variants = {(row["scenario"], row["variant"]) for row in coalescing["summary"]}
+        assert ("server_stream", "raw batching loop") in variants
+        assert ("client_stream", "grpcstream coalescing") in variants
+        assert ("bidi_pipelined", "raw per-message") in variants
+        assert ("producers_16", "grpcstream coalescing") in variants
+        assert ("light_load", "grpcstream per-message") in variants
+        assert all(run["entries"] > 0 for run in coalescing["runs"])
+        assert len(coalescing["sweep"]) == 5
+        assert "## Coalescing (issue 16)" in table
 
 
 @pytest.mark.slow

@@ -18,6 +18,7 @@ from grpcstream.testing import RunningServer, serve
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import (
     FollowRequest,
+    LogBatch,
     LogEntry,
     LogRequest,
     Status,
@@ -335,3 +336,54 @@ async def test_a_drain_ends_served_streams_unavailable_naming_the_position() -> 
         assert log.statistics().subscribers == 0
     finally:
         await server.stop(grace=0)
+
+
+LOG_BATCHES = grpcstream.Batching(LogBatch, LogEntry, field="entries")
+
+
+class BatchedBroadcast(grpcstream.StreamServicer, logs_pb2_grpc.LogBatchServiceServicer):
+    """StreamLogBatches serves ``log`` with coalescing: entries travel in LogBatch messages."""
+
+    def __init__(self, log: Broadcast[LogEntry]) -> None:
+        self.log = log
+
+    @grpcstream.server_streaming(batching=LOG_BATCHES)
+    async def StreamLogBatches(
+        self, request: LogRequest, stream: grpcstream.ServerStream[LogEntry]
+    ) -> None:
+        await self.log.serve(stream, after=request.after_seq, limit=request.limit or None)
+
+    @grpcstream.client_streaming(batching=LOG_BATCHES)
+    async def UploadLogBatches(
+        self, requests: grpcstream.RequestStream[LogEntry], context: grpcstream.CallContext
+    ) -> UploadSummary:
+        raise grpcstream.Unimplemented("not served here")
+
+    @grpcstream.bidi_streaming(batching=LOG_BATCHES)
+    async def FollowBatches(
+        self,
+        requests: grpcstream.RequestStream[FollowRequest],
+        stream: grpcstream.ServerStream[LogEntry],
+    ) -> None:
+        raise grpcstream.Unimplemented("not served here")
+
+    @grpcstream.bidi_streaming(batching=LOG_BATCHES)
+    async def EchoBatches(
+        self,
+        requests: grpcstream.RequestStream[LogEntry],
+        stream: grpcstream.ServerStream[LogEntry],
+    ) -> None:
+        raise grpcstream.Unimplemented("not served here")
+
+
+async def test_serve_works_with_coalescing_and_resume_after_k() -> None:
+    log = Broadcast(LogEntry, key=lambda e: e.seq)
+    for seq in range(1, 1001):
+        log.publish(entry(seq))
+    async with serve(BatchedBroadcast(log)) as running:
+        client = running.client(logs_pb2_grpc.LogBatchServiceStub, timeout=WAIT)
+        request = LogRequest(after_seq=250, limit=750)
+        async with client.server_stream(
+            client.stub.StreamLogBatches, request, batching=LOG_BATCHES
+        ) as entries:
+            assert [e.seq async for e in entries] == list(range(251, 1001))

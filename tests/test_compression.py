@@ -38,7 +38,7 @@ async def _upload_bytes(
             channel, dummy_pb2_grpc.DummyServiceStub, timeout=WAIT, compression=client_compression
         )
         before = proxy.bytes_up
-        async with client.client_stream(client.stub.ClientStream, **call) as upload:  # type: ignore[arg-type]
+        async with client.client_stream(client.stub.ClientStream, **call) as upload:  # type: ignore[call-overload]
             for seq in range(5):
                 await upload.send(Req(seq=seq, payload=PAYLOAD))
             assert (await upload.close_and_receive()).seq == 5

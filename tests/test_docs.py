@@ -18,6 +18,7 @@ from docs.snippets import (
     broadcast,
     cancellation,
     client,
+    coalescing,
     errors,
     half_close,
     log_server,
@@ -56,7 +57,8 @@ EXPECTED: dict[str, list[str]] = {
     ],
     "backpressure": [
         "uploaded: 1000",
-        "statistics: SendQueueStatistics(queued=8, sent=0, max_size=8, waiting_senders=0)",
+        "statistics: SendQueueStatistics(queued=8, sent=0, max_size=8, waiting_senders=0, "
+        "batches=0)",
         "sent 8, dropped 92",
     ],
     "cancellation": [
@@ -114,6 +116,13 @@ EXPECTED: dict[str, list[str]] = {
         "followed: api 1",
         "followed: api 3",
     ],
+    "coalescing": [
+        "received: 1000 entries, last 1000",
+        "uploaded: 5000",
+        "batches: ",
+        "plain client read: 1000 entries",
+        "plain client sent batches, the handler read: 2 entries",
+    ],
     "errors": [
         "api: True",
         "missing: None",
@@ -149,6 +158,7 @@ async def scaling_out_with_redis() -> None:
 
 SELF_CONTAINED: dict[str, Callable[[], Awaitable[None]]] = {
     "broadcast": broadcast.main,
+    "coalescing": coalescing.main,
     "retry": retry.main,
     "scaling_out": scaling_out_with_redis,
     "security": security.main,

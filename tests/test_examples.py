@@ -10,9 +10,11 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc.aio
 import pytest
 
 import grpcstream
+from examples.logs.batches import LOG_BATCHES
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import ERROR, FollowRequest, LogEntry, LogRequest
 
@@ -111,6 +113,36 @@ async def test_logs_demo_three_viewers_on_one_broadcast() -> None:
     screen = output.split("the last 10 lines:\n", 1)[1].splitlines()[:10]
     seqs = [int(line.split()[0]) for line in screen]
     assert seqs == list(range(seqs[0], seqs[0] + 10))
+
+
+async def test_logs_demo_firehose_reports_both_methods() -> None:
+    code, output = await run("examples.logs.demo", "--firehose", "--seconds=0.5")
+    assert code == 0, output
+    rates = re.findall(r"\((Stream\w+)\): ([\d,]+) entries/s", output)
+    assert [method for method, _ in rates] == ["StreamLogs", "StreamLogBatches"], output
+    assert all(int(rate.replace(",", "")) > 0 for _, rate in rates)
+
+
+async def test_logs_server_serves_batches_to_a_plain_client_and_entries_to_grpcstream() -> None:
+    async with server("examples.logs.server", "--rate=200") as target:
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = logs_pb2_grpc.LogBatchServiceStub(channel)
+            batches = [
+                b
+                async for b in stub.StreamLogBatches(LogRequest(limit=50, follow=True), timeout=20)
+            ]
+        assert [e.seq for b in batches for e in b.entries] == list(range(1, 51))
+        async with grpcstream.connect(target) as channel:
+            client = grpcstream.StreamClient(
+                channel, logs_pb2_grpc.LogBatchServiceStub, timeout=20.0
+            )
+            async with client.client_stream(
+                client.stub.UploadLogBatches, batching=LOG_BATCHES
+            ) as upload:
+                for seq in range(1, 101):
+                    await upload.send(LogEntry(seq=seq))
+                summary = await upload.close_and_receive()
+        assert (summary.received, summary.first_seq, summary.last_seq) == (100, 1, 100)
 
 
 async def test_logs_server_tails_a_file_and_resumes(tmp_path: Path) -> None:

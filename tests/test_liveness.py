@@ -185,7 +185,7 @@ def test_the_keepalive_presets_and_their_enforcement() -> None:
 async def test_idle_timeout_rejects_bad_values(bad: object) -> None:
     async with serving(DummyStreamService()) as (_, target), dummy_client(target) as client:
         with pytest.raises(ValueError, match="idle_timeout"):
-            client.server_stream(client.stub.ServerStream, Req(), idle_timeout=bad)  # type: ignore[arg-type]
+            client.server_stream(client.stub.ServerStream, Req(), idle_timeout=bad)  # type: ignore[call-overload]
         with pytest.raises(ValueError, match="idle_timeout"):
-            client.bidi_stream(client.stub.Bidi, idle_timeout=bad)  # type: ignore[arg-type]
+            client.bidi_stream(client.stub.Bidi, idle_timeout=bad)  # type: ignore[call-overload]
     assert client.open_streams == 0

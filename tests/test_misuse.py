@@ -53,15 +53,15 @@ WRONG_KIND: dict[str, tuple[Misuse, str]] = {
         r"use client\.bidi_stream\(\)",
     ),
     "server_stream(unary)": (
-        lambda c: c.server_stream(c.stub.Unary, Req()),  # type: ignore[arg-type]
+        lambda c: c.server_stream(c.stub.Unary, Req()),  # type: ignore[call-overload]
         r"use client\.unary\(\)",
     ),
     "client_stream(bidi)": (
-        lambda c: c.client_stream(c.stub.Bidi),  # type: ignore[arg-type]
+        lambda c: c.client_stream(c.stub.Bidi),  # type: ignore[call-overload]
         r"use client\.bidi_stream\(\)",
     ),
     "bidi_stream(client-streaming)": (
-        lambda c: c.bidi_stream(c.stub.ClientStream),  # type: ignore[arg-type]
+        lambda c: c.bidi_stream(c.stub.ClientStream),  # type: ignore[call-overload]
         r"use client\.client_stream\(\)",
     ),
     "unary(not a method)": (

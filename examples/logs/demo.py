@@ -35,6 +35,7 @@ from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import LogEntry, LogRequest
 
 from .dashboard import Stats, plain_line, resuming_stream
+from .firehose import measure, report
 from .proxy import CuttableProxy
 
 ROOT = Path(__file__).resolve().parents[2]  # the directory that holds ``examples/``
@@ -107,7 +108,7 @@ async def watch(
     stats: Stats,
     stop: asyncio.Event,
     *,
-    options: tuple[tuple[str, int], ...] = (),  # connect() sets the fast reconnect backoff
+    options: tuple[tuple[str, int], ...] = (),
     on_entry: Callable[[LogEntry], Awaitable[None]] | None = None,
 ) -> None:
     """Follow ``target`` with ``request`` until ``stop`` is set, counting into ``stats``."""
@@ -227,6 +228,18 @@ async def main(seconds: float, rate: float, last: int, slow_rate: float) -> int:
     return 0 if ok else 1
 
 
+async def firehose_main(seconds: float) -> int:
+    """``--firehose``: entries/s of one stream, per message and batched."""
+    server = LogServerProcess(0, 1.0, log_entries=1000)
+    await server.start()
+    try:
+        per_message, batched = await measure(f"127.0.0.1:{server.port}", seconds)
+    finally:
+        await server.kill()
+    print(report(per_message, batched), flush=True)
+    return 0
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=12.0, help="how long the demo runs")
@@ -234,5 +247,12 @@ if __name__ == "__main__":
     parser.add_argument("--last", type=int, default=10, help="the late viewer's first screen")
     parser.add_argument("--slow-rate", type=float, default=50.0, help="the slow viewer's pace")
     parser.add_argument("--plain", action="store_true", help="accepted; output is always plain")
+    parser.add_argument(
+        "--firehose",
+        action="store_true",
+        help="measure entries/s of one stream, per message and batched (--seconds each)",
+    )
     args = parser.parse_args()
+    if args.firehose:
+        raise SystemExit(asyncio.run(firehose_main(args.seconds)))
     raise SystemExit(asyncio.run(main(args.seconds, args.rate, args.last, args.slow_rate)))

@@ -30,6 +30,7 @@ from grpcstream_demo.logs_pb2 import (
     UploadSummary,
 )
 
+from .batches import FIREHOSE, LogBatchService, firehose
 from .source import FileTail, LogSource, SyntheticLog, level_filter
 
 DRAINING = "the server is shutting down; resume with after_seq={}"
@@ -70,13 +71,17 @@ class LogService(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
 
         With ``follow`` the stream stays open for new entries; ``limit`` ends it after that
         many entries. When the server drains, the stream ends with UNAVAILABLE so that the
-        client knows to resume rather than to stop.
+        client knows to resume rather than to stop. ``service="firehose"`` sends fresh
+        entries as fast as they go instead (``demo --firehose``).
 
         Following streams are subscriptions to the broadcast log: ``after_seq`` (0: from
         the oldest entry held) or ``last`` picks where it starts, ``max_lag`` makes a
         slow viewer skip ahead instead of falling further behind. An ``after_seq`` older
         than the log holds ends with OUT_OF_RANGE naming the oldest entry held.
         """
+        if request.service == FIREHOSE:
+            await firehose(stream, request.limit)
+            return
         matches = level_filter(request.service, request.min_level)
         if request.follow and self.log is not None:
             # --8<-- [start:serve]
@@ -185,6 +190,7 @@ async def main(port: int, source: LogSource, grace: float, log_entries: int) -> 
     server = grpcstream.StreamServer(f"127.0.0.1:{port}", grace=grace)
     log = grpcstream.Broadcast(LogEntry, max_entries=log_entries, key=lambda entry: entry.seq)
     server.add(LogService(source, log))
+    server.add(LogBatchService(source))  # the same logs, batched on the wire
     await server.start()
     publisher = asyncio.create_task(publish(source, log, server.closing))
     print(f"listening on 127.0.0.1:{server.port}", flush=True)

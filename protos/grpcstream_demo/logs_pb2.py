@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agrpcstream_demo/logs.proto\x12\x17grpcstream.demo.logs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x02\n\x08LogEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x05level\x18\x03 \x01(\x0e\x32\x1e.grpcstream.demo.logs.v1.Level\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12=\n\x06\x66ields\x18\x06 \x03(\x0b\x32-.grpcstream.demo.logs.v1.LogEntry.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\" \n\rStatusRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"M\n\x06Status\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07healthy\x18\x02 \x01(\x08\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x04 \x01(\x04\"\xa1\x01\n\nLogRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x31\n\tmin_level\x18\x02 \x01(\x0e\x32\x1e.grpcstream.demo.logs.v1.Level\x12\x11\n\tafter_seq\x18\x03 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\r\n\x05limit\x18\x05 \x01(\x04\x12\x0c\n\x04last\x18\x06 \x01(\x04\x12\x0f\n\x07max_lag\x18\x07 \x01(\x04\"e\n\rUploadSummary\x12\x10\n\x08received\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x11\n\tfirst_seq\x18\x03 \x01(\x04\x12\x10\n\x08last_seq\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\t\"S\n\rFollowRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x31\n\tmin_level\x18\x02 \x01(\x0e\x32\x1e.grpcstream.demo.logs.v1.Level*K\n\x05Level\x12\x15\n\x11LEVEL_UNSPECIFIED\x10\x00\x12\t\n\x05\x44\x45\x42UG\x10\x01\x12\x08\n\x04INFO\x10\x02\x12\x0b\n\x07WARNING\x10\x03\x12\t\n\x05\x45RROR\x10\x04\x32\xee\x02\n\nLogService\x12T\n\tGetStatus\x12&.grpcstream.demo.logs.v1.StatusRequest\x1a\x1f.grpcstream.demo.logs.v1.Status\x12V\n\nStreamLogs\x12#.grpcstream.demo.logs.v1.LogRequest\x1a!.grpcstream.demo.logs.v1.LogEntry0\x01\x12Y\n\nUploadLogs\x12!.grpcstream.demo.logs.v1.LogEntry\x1a&.grpcstream.demo.logs.v1.UploadSummary(\x01\x12W\n\x06\x46ollow\x12&.grpcstream.demo.logs.v1.FollowRequest\x1a!.grpcstream.demo.logs.v1.LogEntry(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agrpcstream_demo/logs.proto\x12\x17grpcstream.demo.logs.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x85\x02\n\x08LogEntry\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x12-\n\ttimestamp\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12-\n\x05level\x18\x03 \x01(\x0e\x32\x1e.grpcstream.demo.logs.v1.Level\x12\x0f\n\x07service\x18\x04 \x01(\t\x12\x0f\n\x07message\x18\x05 \x01(\t\x12=\n\x06\x66ields\x18\x06 \x03(\x0b\x32-.grpcstream.demo.logs.v1.LogEntry.FieldsEntry\x1a-\n\x0b\x46ieldsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\">\n\x08LogBatch\x12\x32\n\x07\x65ntries\x18\x01 \x03(\x0b\x32!.grpcstream.demo.logs.v1.LogEntry\" \n\rStatusRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\"M\n\x06Status\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x0f\n\x07healthy\x18\x02 \x01(\x08\x12\x10\n\x08last_seq\x18\x03 \x01(\x04\x12\x0f\n\x07\x65ntries\x18\x04 \x01(\x04\"\xa1\x01\n\nLogRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x31\n\tmin_level\x18\x02 \x01(\x0e\x32\x1e.grpcstream.demo.logs.v1.Level\x12\x11\n\tafter_seq\x18\x03 \x01(\x04\x12\x0e\n\x06\x66ollow\x18\x04 \x01(\x08\x12\r\n\x05limit\x18\x05 \x01(\x04\x12\x0c\n\x04last\x18\x06 \x01(\x04\x12\x0f\n\x07max_lag\x18\x07 \x01(\x04\"e\n\rUploadSummary\x12\x10\n\x08received\x18\x01 \x01(\x04\x12\r\n\x05\x62ytes\x18\x02 \x01(\x04\x12\x11\n\tfirst_seq\x18\x03 \x01(\x04\x12\x10\n\x08last_seq\x18\x04 \x01(\x04\x12\x0e\n\x06sha256\x18\x05 \x01(\t\"S\n\rFollowRequest\x12\x0f\n\x07service\x18\x01 \x01(\t\x12\x31\n\tmin_level\x18\x02 \x01(\x0e\x32\x1e.grpcstream.demo.logs.v1.Level*K\n\x05Level\x12\x15\n\x11LEVEL_UNSPECIFIED\x10\x00\x12\t\n\x05\x44\x45\x42UG\x10\x01\x12\x08\n\x04INFO\x10\x02\x12\x0b\n\x07WARNING\x10\x03\x12\t\n\x05\x45RROR\x10\x04\x32\xee\x02\n\nLogService\x12T\n\tGetStatus\x12&.grpcstream.demo.logs.v1.StatusRequest\x1a\x1f.grpcstream.demo.logs.v1.Status\x12V\n\nStreamLogs\x12#.grpcstream.demo.logs.v1.LogRequest\x1a!.grpcstream.demo.logs.v1.LogEntry0\x01\x12Y\n\nUploadLogs\x12!.grpcstream.demo.logs.v1.LogEntry\x1a&.grpcstream.demo.logs.v1.UploadSummary(\x01\x12W\n\x06\x46ollow\x12&.grpcstream.demo.logs.v1.FollowRequest\x1a!.grpcstream.demo.logs.v1.LogEntry(\x01\x30\x01\x32\x89\x03\n\x0fLogBatchService\x12\\\n\x10StreamLogBatches\x12#.grpcstream.demo.logs.v1.LogRequest\x1a!.grpcstream.demo.logs.v1.LogBatch0\x01\x12_\n\x10UploadLogBatches\x12!.grpcstream.demo.logs.v1.LogBatch\x1a&.grpcstream.demo.logs.v1.UploadSummary(\x01\x12^\n\rFollowBatches\x12&.grpcstream.demo.logs.v1.FollowRequest\x1a!.grpcstream.demo.logs.v1.LogBatch(\x01\x30\x01\x12W\n\x0b\x45\x63hoBatches\x12!.grpcstream.demo.logs.v1.LogBatch\x1a!.grpcstream.demo.logs.v1.LogBatch(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,22 +34,26 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_LOGENTRY_FIELDSENTRY']._loaded_options = None
   _globals['_LOGENTRY_FIELDSENTRY']._serialized_options = b'8\001'
-  _globals['_LEVEL']._serialized_start=817
-  _globals['_LEVEL']._serialized_end=892
+  _globals['_LEVEL']._serialized_start=881
+  _globals['_LEVEL']._serialized_end=956
   _globals['_LOGENTRY']._serialized_start=89
   _globals['_LOGENTRY']._serialized_end=350
   _globals['_LOGENTRY_FIELDSENTRY']._serialized_start=305
   _globals['_LOGENTRY_FIELDSENTRY']._serialized_end=350
-  _globals['_STATUSREQUEST']._serialized_start=352
-  _globals['_STATUSREQUEST']._serialized_end=384
-  _globals['_STATUS']._serialized_start=386
-  _globals['_STATUS']._serialized_end=463
-  _globals['_LOGREQUEST']._serialized_start=466
-  _globals['_LOGREQUEST']._serialized_end=627
-  _globals['_UPLOADSUMMARY']._serialized_start=629
-  _globals['_UPLOADSUMMARY']._serialized_end=730
-  _globals['_FOLLOWREQUEST']._serialized_start=732
-  _globals['_FOLLOWREQUEST']._serialized_end=815
-  _globals['_LOGSERVICE']._serialized_start=895
-  _globals['_LOGSERVICE']._serialized_end=1261
+  _globals['_LOGBATCH']._serialized_start=352
+  _globals['_LOGBATCH']._serialized_end=414
+  _globals['_STATUSREQUEST']._serialized_start=416
+  _globals['_STATUSREQUEST']._serialized_end=448
+  _globals['_STATUS']._serialized_start=450
+  _globals['_STATUS']._serialized_end=527
+  _globals['_LOGREQUEST']._serialized_start=530
+  _globals['_LOGREQUEST']._serialized_end=691
+  _globals['_UPLOADSUMMARY']._serialized_start=693
+  _globals['_UPLOADSUMMARY']._serialized_end=794
+  _globals['_FOLLOWREQUEST']._serialized_start=796
+  _globals['_FOLLOWREQUEST']._serialized_end=879
+  _globals['_LOGSERVICE']._serialized_start=959
+  _globals['_LOGSERVICE']._serialized_end=1325
+  _globals['_LOGBATCHSERVICE']._serialized_start=1328
+  _globals['_LOGBATCHSERVICE']._serialized_end=1721
 # @@protoc_insertion_point(module_scope)

@@ -224,3 +224,215 @@ class LogService:
             timeout,
             metadata,
             _registered_method=True)
+
+
+class LogBatchServiceStub:
+    """The log streams with entries coalesced into batches on the wire: grpcstream users
+    send and receive single entries (grpcstream.Batching(LogBatch, LogEntry,
+    field="entries")); a peer in any other language sees ordinary LogBatch messages.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.StreamLogBatches = channel.unary_stream(
+                '/grpcstream.demo.logs.v1.LogBatchService/StreamLogBatches',
+                request_serializer=grpcstream__demo_dot_logs__pb2.LogRequest.SerializeToString,
+                response_deserializer=grpcstream__demo_dot_logs__pb2.LogBatch.FromString,
+                _registered_method=True)
+        self.UploadLogBatches = channel.stream_unary(
+                '/grpcstream.demo.logs.v1.LogBatchService/UploadLogBatches',
+                request_serializer=grpcstream__demo_dot_logs__pb2.LogBatch.SerializeToString,
+                response_deserializer=grpcstream__demo_dot_logs__pb2.UploadSummary.FromString,
+                _registered_method=True)
+        self.FollowBatches = channel.stream_stream(
+                '/grpcstream.demo.logs.v1.LogBatchService/FollowBatches',
+                request_serializer=grpcstream__demo_dot_logs__pb2.FollowRequest.SerializeToString,
+                response_deserializer=grpcstream__demo_dot_logs__pb2.LogBatch.FromString,
+                _registered_method=True)
+        self.EchoBatches = channel.stream_stream(
+                '/grpcstream.demo.logs.v1.LogBatchService/EchoBatches',
+                request_serializer=grpcstream__demo_dot_logs__pb2.LogBatch.SerializeToString,
+                response_deserializer=grpcstream__demo_dot_logs__pb2.LogBatch.FromString,
+                _registered_method=True)
+
+
+class LogBatchServiceServicer:
+    """The log streams with entries coalesced into batches on the wire: grpcstream users
+    send and receive single entries (grpcstream.Batching(LogBatch, LogEntry,
+    field="entries")); a peer in any other language sees ordinary LogBatch messages.
+    """
+
+    def StreamLogBatches(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UploadLogBatches(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FollowBatches(self, request_iterator, context):
+        """Bidi with one batched direction: filters in, batches of entries out.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EchoBatches(self, request_iterator, context):
+        """Bidi batched both ways: every entry received is sent back.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_LogBatchServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'StreamLogBatches': grpc.unary_stream_rpc_method_handler(
+                    servicer.StreamLogBatches,
+                    request_deserializer=grpcstream__demo_dot_logs__pb2.LogRequest.FromString,
+                    response_serializer=grpcstream__demo_dot_logs__pb2.LogBatch.SerializeToString,
+            ),
+            'UploadLogBatches': grpc.stream_unary_rpc_method_handler(
+                    servicer.UploadLogBatches,
+                    request_deserializer=grpcstream__demo_dot_logs__pb2.LogBatch.FromString,
+                    response_serializer=grpcstream__demo_dot_logs__pb2.UploadSummary.SerializeToString,
+            ),
+            'FollowBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.FollowBatches,
+                    request_deserializer=grpcstream__demo_dot_logs__pb2.FollowRequest.FromString,
+                    response_serializer=grpcstream__demo_dot_logs__pb2.LogBatch.SerializeToString,
+            ),
+            'EchoBatches': grpc.stream_stream_rpc_method_handler(
+                    servicer.EchoBatches,
+                    request_deserializer=grpcstream__demo_dot_logs__pb2.LogBatch.FromString,
+                    response_serializer=grpcstream__demo_dot_logs__pb2.LogBatch.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'grpcstream.demo.logs.v1.LogBatchService', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('grpcstream.demo.logs.v1.LogBatchService', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class LogBatchService:
+    """The log streams with entries coalesced into batches on the wire: grpcstream users
+    send and receive single entries (grpcstream.Batching(LogBatch, LogEntry,
+    field="entries")); a peer in any other language sees ordinary LogBatch messages.
+    """
+
+    @staticmethod
+    def StreamLogBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/grpcstream.demo.logs.v1.LogBatchService/StreamLogBatches',
+            grpcstream__demo_dot_logs__pb2.LogRequest.SerializeToString,
+            grpcstream__demo_dot_logs__pb2.LogBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UploadLogBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/grpcstream.demo.logs.v1.LogBatchService/UploadLogBatches',
+            grpcstream__demo_dot_logs__pb2.LogBatch.SerializeToString,
+            grpcstream__demo_dot_logs__pb2.UploadSummary.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FollowBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/grpcstream.demo.logs.v1.LogBatchService/FollowBatches',
+            grpcstream__demo_dot_logs__pb2.FollowRequest.SerializeToString,
+            grpcstream__demo_dot_logs__pb2.LogBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EchoBatches(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/grpcstream.demo.logs.v1.LogBatchService/EchoBatches',
+            grpcstream__demo_dot_logs__pb2.LogBatch.SerializeToString,
+            grpcstream__demo_dot_logs__pb2.LogBatch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)

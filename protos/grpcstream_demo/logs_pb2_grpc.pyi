@@ -74,3 +74,73 @@ class LogServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_logs_pb2.LogEntry], _abc.AsyncIterator[_logs_pb2.LogEntry]]: ...
 
 def add_LogServiceServicer_to_server(servicer: LogServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class LogBatchServiceStub:
+    """The log streams with entries coalesced into batches on the wire: grpcstream users
+    send and receive single entries (grpcstream.Batching(LogBatch, LogEntry,
+    field="entries")); a peer in any other language sees ordinary LogBatch messages.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> LogBatchServiceAsyncStub: ...
+    StreamLogBatches: _grpc.UnaryStreamMultiCallable[_logs_pb2.LogRequest, _logs_pb2.LogBatch]
+    UploadLogBatches: _grpc.StreamUnaryMultiCallable[_logs_pb2.LogBatch, _logs_pb2.UploadSummary]
+    FollowBatches: _grpc.StreamStreamMultiCallable[_logs_pb2.FollowRequest, _logs_pb2.LogBatch]
+    """Bidi with one batched direction: filters in, batches of entries out."""
+    EchoBatches: _grpc.StreamStreamMultiCallable[_logs_pb2.LogBatch, _logs_pb2.LogBatch]
+    """Bidi batched both ways: every entry received is sent back."""
+
+@_typing.type_check_only
+class LogBatchServiceAsyncStub(LogBatchServiceStub):
+    """The log streams with entries coalesced into batches on the wire: grpcstream users
+    send and receive single entries (grpcstream.Batching(LogBatch, LogEntry,
+    field="entries")); a peer in any other language sees ordinary LogBatch messages.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    StreamLogBatches: _aio.UnaryStreamMultiCallable[_logs_pb2.LogRequest, _logs_pb2.LogBatch]  # type: ignore[assignment]
+    UploadLogBatches: _aio.StreamUnaryMultiCallable[_logs_pb2.LogBatch, _logs_pb2.UploadSummary]  # type: ignore[assignment]
+    FollowBatches: _aio.StreamStreamMultiCallable[_logs_pb2.FollowRequest, _logs_pb2.LogBatch]  # type: ignore[assignment]
+    """Bidi with one batched direction: filters in, batches of entries out."""
+    EchoBatches: _aio.StreamStreamMultiCallable[_logs_pb2.LogBatch, _logs_pb2.LogBatch]  # type: ignore[assignment]
+    """Bidi batched both ways: every entry received is sent back."""
+
+class LogBatchServiceServicer(metaclass=_abc_1.ABCMeta):
+    """The log streams with entries coalesced into batches on the wire: grpcstream users
+    send and receive single entries (grpcstream.Batching(LogBatch, LogEntry,
+    field="entries")); a peer in any other language sees ordinary LogBatch messages.
+    """
+
+    @_abc_1.abstractmethod
+    def StreamLogBatches(
+        self,
+        request: _logs_pb2.LogRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_logs_pb2.LogBatch], _abc.AsyncIterator[_logs_pb2.LogBatch]]: ...
+
+    @_abc_1.abstractmethod
+    def UploadLogBatches(
+        self,
+        request_iterator: _MaybeAsyncIterator[_logs_pb2.LogBatch],
+        context: _ServicerContext,
+    ) -> _typing.Union[_logs_pb2.UploadSummary, _abc.Awaitable[_logs_pb2.UploadSummary]]: ...
+
+    @_abc_1.abstractmethod
+    def FollowBatches(
+        self,
+        request_iterator: _MaybeAsyncIterator[_logs_pb2.FollowRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_logs_pb2.LogBatch], _abc.AsyncIterator[_logs_pb2.LogBatch]]:
+        """Bidi with one batched direction: filters in, batches of entries out."""
+
+    @_abc_1.abstractmethod
+    def EchoBatches(
+        self,
+        request_iterator: _MaybeAsyncIterator[_logs_pb2.LogBatch],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_logs_pb2.LogBatch], _abc.AsyncIterator[_logs_pb2.LogBatch]]:
+        """Bidi batched both ways: every entry received is sent back."""
+
+def add_LogBatchServiceServicer_to_server(servicer: LogBatchServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

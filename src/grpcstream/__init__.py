@@ -6,6 +6,7 @@ The public API lives here; everything else is in private modules.
 from __future__ import annotations
 
 from ._base import USE_CLIENT_DEFAULT, StreamState, UseClientDefault
+from ._batching import Batching
 from ._broadcast import DEFAULT_MAX_ENTRIES, Broadcast, BroadcastStatistics
 from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._client import MetadataArg, StreamClient, connect
@@ -66,6 +67,7 @@ from ._version import __version__
 __all__ = [
     "Aborted",
     "AlreadyExists",
+    "Batching",
     "BearerAuth",
     "BearerToken",
     "BidiStream",

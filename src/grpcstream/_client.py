@@ -9,12 +9,13 @@ import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
 import grpc
 import grpc.aio
 
 from ._base import USE_CLIENT_DEFAULT, UseClientDefault
+from ._batching import BatchedBidiStream, BatchedCall, BatchedResponseStream, Batching, Packer
 from ._calls import CallHandle, ResponseStream, UnaryCall
 from ._exceptions import RpcError, StreamClosedError
 from ._message_types import check_kind, import_descriptors_of, request_type, wrong_type
@@ -39,6 +40,8 @@ __all__ = ["MetadataArg", "StreamClient", "connect"]
 StubT = TypeVar("StubT")
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
+BatchT = TypeVar("BatchT")
+EntryT = TypeVar("EntryT")
 
 MetadataArg = Sequence[tuple[str, str | bytes]]
 """Metadata as callers pass it: a sequence of ``(key, value)`` pairs; keys are lowercase."""
@@ -348,18 +351,49 @@ class StreamClient(Generic[StubT]):
         token = asyncio.ensure_future(auth)
         return self._track(UnaryCall.opening(name, token, start, self._forget))
 
+    @overload
     def server_stream(
         self,
         method: grpc.aio.UnaryStreamMultiCallable[ReqT, RespT],
+        request: ReqT,
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        compression: Compression | UseClientDefault | None = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        resume: Callable[[ReqT, RespT], ReqT] | None = ...,
+        idle_timeout: float | None = ...,
+        batching: None = ...,
+    ) -> ResponseStream[RespT]: ...
+
+    @overload
+    def server_stream(
+        self,
+        method: grpc.aio.UnaryStreamMultiCallable[ReqT, BatchT],
+        request: ReqT,
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        compression: Compression | UseClientDefault | None = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        resume: Callable[[ReqT, EntryT], ReqT] | None = ...,
+        idle_timeout: float | None = ...,
+        batching: Batching[BatchT, EntryT],
+    ) -> ResponseStream[EntryT]: ...
+
+    def server_stream(
+        self,
+        method: grpc.aio.UnaryStreamMultiCallable[ReqT, Any],
         request: ReqT,
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
         compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        resume: Callable[[ReqT, RespT], ReqT] | None = None,
+        resume: Callable[[ReqT, Any], ReqT] | None = None,
         idle_timeout: float | None = None,
-    ) -> ResponseStream[RespT]:
+        batching: Batching[Any, Any] | None = None,
+    ) -> ResponseStream[Any]:
         """Start a server-streaming call; use the result as ``async with ... as entries``.
 
         Nothing is sent until the block is entered. See
@@ -378,14 +412,19 @@ class StreamClient(Generic[StubT]):
                 ``Unavailable``), which the retry policy retries and ``resume`` continues.
                 For quiet streams, pair it with server heartbeats sent more often than
                 that. ``None`` (the default): wait for ever.
+            batching: the method's responses are batches of this [`Batching`][grpcstream.Batching]:
+                iteration yields their entries one by one, and ``resume`` receives the
+                last *entry*, so a resumed stream continues right after it.
 
         Raises:
             StreamClosedError: the client was closed.
             ValueError: a ``timeout`` or ``idle_timeout`` that is not a positive number
                 (or None), or a metadata key that is not lowercase ``[0-9a-z_.-]``.
-            TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs.
+            TypeError: metadata that is not a sequence of ``(str, str | bytes)`` pairs,
+                or ``batching`` that is not a ``Batching``.
             UsageError: ``method`` is not the kind this helper calls (the message names
-                the right helper); no RPC was started.
+                the right helper); no RPC was started. Also: ``batching`` names a batch
+                type the method does not return.
             TypeError: ``request`` is not the method's request class; no RPC was
                 started.
         """
@@ -398,16 +437,20 @@ class StreamClient(Generic[StubT]):
         call_metadata = self._metadata_for(metadata)
         packing = self._compression_for(compression)
         policy = self._retry_for(retry)
+        if batching is not None:
+            _check_batching(batching)._check_call(name, "server_stream")
 
         async def open_call(
-            last: RespT | None, attempt_timeout: float | None
-        ) -> grpc.aio.UnaryStreamCall[Any, RespT]:
+            last: Any | None, attempt_timeout: float | None
+        ) -> grpc.aio.UnaryStreamCall[Any, Any]:
             metadata = await self._attempt_metadata(call_metadata)
             message = request if last is None or resume is None else resume(request, last)
             return method(message, timeout=attempt_timeout, metadata=metadata, compression=packing)
 
         retrier = None if policy is None else Retrier(policy, name, timeout_s)
-        stream = ResponseStream(
+        stream: ResponseStream[Any] = (
+            ResponseStream if batching is None else BatchedResponseStream
+        )(
             name,
             open_call,
             self._forget,
@@ -416,26 +459,59 @@ class StreamClient(Generic[StubT]):
             timeout=timeout_s,
         )
         stream._idle_timeout = idle
+        if batching is not None:
+            stream = cast(BatchedResponseStream[Any], stream)._unbatch(batching)
         return self._track(stream)
 
+    @overload
     def client_stream(
         self,
         method: grpc.aio.StreamUnaryMultiCallable[ReqT, RespT],
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        compression: Compression | UseClientDefault | None = ...,
+        max_queued: int | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        batching: None = ...,
+    ) -> ClientStream[ReqT, RespT]: ...
+
+    @overload
+    def client_stream(
+        self,
+        method: grpc.aio.StreamUnaryMultiCallable[BatchT, RespT],
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        compression: Compression | UseClientDefault | None = ...,
+        max_queued: int | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        batching: Batching[BatchT, EntryT],
+    ) -> ClientStream[EntryT, RespT]: ...
+
+    def client_stream(
+        self,
+        method: grpc.aio.StreamUnaryMultiCallable[Any, RespT],
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
         compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
         max_queued: int | UseClientDefault = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
-    ) -> ClientStream[ReqT, RespT]:
+        batching: Batching[Any, Any] | None = None,
+    ) -> ClientStream[Any, RespT]:
         """Start a client-streaming call; use the result as ``async with ... as upload``.
 
         Args:
             compression: this call's request compression (default: the client's).
-            max_queued: this stream's send-queue bound (default: the client's).
+            max_queued: this stream's send-queue bound (default: the client's, or
+                ``batching.max_queued`` entries with ``batching``).
             retry: the ``RetryPolicy`` (default: the client's; ``None``: no retry). The
                 call is replayed on a new attempt while everything sent fits
                 ``RetryPolicy.replay_buffer_bytes`` and no response has arrived.
+            batching: the method's requests are batches of this [`Batching`][grpcstream.Batching]:
+                ``send()`` takes entries, and the writer packs everything queued into
+                each batch.
 
         Raises:
             StreamClosedError: the client was closed.
@@ -445,11 +521,12 @@ class StreamClient(Generic[StubT]):
             UsageError: ``method`` is not the kind this helper calls (the message names
                 the right helper); no RPC was started.
             ValueError: ``max_queued`` below 1.
+            UsageError: ``batching`` names a batch type the method does not take.
         """
         setup = self._sender_setup(
-            "client_stream", method, timeout, metadata, max_queued, retry, compression
+            "client_stream", method, timeout, metadata, max_queued, retry, compression, batching
         )
-        stream: ClientStream[ReqT, RespT] = ClientStream(
+        stream: ClientStream[Any, RespT] = ClientStream(
             setup.name,
             setup.open_call,
             self._forget,
@@ -459,20 +536,82 @@ class StreamClient(Generic[StubT]):
             timeout=setup.timeout,
             send_type=setup.send_type,
         )
+        stream._packer = setup.packer
         return self._track(stream)
 
+    @overload
     def bidi_stream(
         self,
         method: grpc.aio.StreamStreamMultiCallable[ReqT, RespT],
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        compression: Compression | UseClientDefault | None = ...,
+        max_queued: int | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        resume: Callable[[RespT], Iterable[ReqT]] | None = ...,
+        idle_timeout: float | None = ...,
+        batching: None = ...,
+    ) -> BidiStream[ReqT, RespT]: ...
+
+    @overload
+    def bidi_stream(
+        self,
+        method: grpc.aio.StreamStreamMultiCallable[BatchT, BatchT],
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        compression: Compression | UseClientDefault | None = ...,
+        max_queued: int | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        resume: Callable[[EntryT], Iterable[EntryT]] | None = ...,
+        idle_timeout: float | None = ...,
+        batching: Batching[BatchT, EntryT],
+    ) -> BidiStream[EntryT, EntryT]: ...
+
+    @overload
+    def bidi_stream(
+        self,
+        method: grpc.aio.StreamStreamMultiCallable[ReqT, BatchT],
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        compression: Compression | UseClientDefault | None = ...,
+        max_queued: int | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        resume: Callable[[EntryT], Iterable[ReqT]] | None = ...,
+        idle_timeout: float | None = ...,
+        batching: Batching[BatchT, EntryT],
+    ) -> BidiStream[ReqT, EntryT]: ...
+
+    @overload
+    def bidi_stream(
+        self,
+        method: grpc.aio.StreamStreamMultiCallable[BatchT, RespT],
+        *,
+        timeout: float | UseClientDefault | None = ...,
+        metadata: MetadataArg | UseClientDefault = ...,
+        compression: Compression | UseClientDefault | None = ...,
+        max_queued: int | UseClientDefault = ...,
+        retry: RetryPolicy | UseClientDefault | None = ...,
+        resume: Callable[[RespT], Iterable[EntryT]] | None = ...,
+        idle_timeout: float | None = ...,
+        batching: Batching[BatchT, EntryT],
+    ) -> BidiStream[EntryT, RespT]: ...
+
+    def bidi_stream(
+        self,
+        method: grpc.aio.StreamStreamMultiCallable[Any, Any],
         *,
         timeout: float | UseClientDefault | None = USE_CLIENT_DEFAULT,
         metadata: MetadataArg | UseClientDefault = USE_CLIENT_DEFAULT,
         compression: Compression | UseClientDefault | None = USE_CLIENT_DEFAULT,
         max_queued: int | UseClientDefault = USE_CLIENT_DEFAULT,
         retry: RetryPolicy | UseClientDefault | None = USE_CLIENT_DEFAULT,
-        resume: Callable[[RespT], Iterable[ReqT]] | None = None,
+        resume: Callable[[Any], Iterable[Any]] | None = None,
         idle_timeout: float | None = None,
-    ) -> BidiStream[ReqT, RespT]:
+        batching: Batching[Any, Any] | None = None,
+    ) -> BidiStream[Any, Any]:
         """Start a bidirectional call; use the result as ``async with ... as follow``.
 
         Args:
@@ -486,6 +625,8 @@ class StreamClient(Generic[StubT]):
             idle_timeout: seconds a read may wait for the next response before the call
                 is cancelled and iteration raises ``IdleTimeout`` (an ``Unavailable``:
                 retried, and continued by ``resume``). ``None`` (the default): no limit.
+            batching: applies to each direction whose wire type is the batch type:
+                ``send()`` takes entries and/or iteration yields entries.
 
         Raises:
             StreamClosedError: the client was closed.
@@ -495,12 +636,15 @@ class StreamClient(Generic[StubT]):
             UsageError: ``method`` is not the kind this helper calls (the message names
                 the right helper); no RPC was started.
             ValueError: ``max_queued`` below 1.
+            UsageError: ``batching`` names a batch type the method carries in neither
+                direction.
         """
         idle = _check_idle_timeout(idle_timeout)
         setup = self._sender_setup(
-            "bidi_stream", method, timeout, metadata, max_queued, retry, compression
+            "bidi_stream", method, timeout, metadata, max_queued, retry, compression, batching
         )
-        stream: BidiStream[ReqT, RespT] = BidiStream(
+        unbatch = setup.batching is not None and setup.responses
+        stream: BidiStream[Any, Any] = (BatchedBidiStream if unbatch else BidiStream)(
             setup.name,
             setup.open_call,
             self._forget,
@@ -512,6 +656,9 @@ class StreamClient(Generic[StubT]):
             send_type=setup.send_type,
         )
         stream._idle_timeout = idle
+        stream._packer = setup.packer
+        if unbatch and setup.batching is not None:
+            stream = cast(BatchedBidiStream[Any, Any], stream)._unbatch(setup.batching)
         return self._track(stream)
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -591,6 +738,7 @@ class StreamClient(Generic[StubT]):
         max_queued: int | UseClientDefault,
         retry: RetryPolicy | UseClientDefault | None,
         compression: Compression | UseClientDefault | None,
+        batching: Batching[Any, Any] | None = None,
     ) -> _SenderSetup[_CallT]:
         """What ``client_stream()`` and ``bidi_stream()`` build their handles from."""
         self._check_open()
@@ -599,12 +747,21 @@ class StreamClient(Generic[StubT]):
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
         packing = self._compression_for(compression)
+        requests = responses = False
+        if batching is not None:
+            requests, responses = _check_batching(batching)._check_call(name, helper)
 
         async def open_call(attempt_timeout: float | None) -> _CallT:
             call_options = await self._attempt_metadata(call_metadata)
-            return method(timeout=attempt_timeout, metadata=call_options, compression=packing)
+            call = method(timeout=attempt_timeout, metadata=call_options, compression=packing)
+            if batching is None or not requests:
+                return call
+            return BatchedCall(call, batching)  # type: ignore[return-value]
 
-        bound = self._max_queued_for(max_queued)
+        if batching is not None and requests and isinstance(max_queued, UseClientDefault):
+            bound = batching.max_queued
+        else:
+            bound = self._max_queued_for(max_queued)
         policy = self._retry_for(retry)
         return _SenderSetup(
             name=name,
@@ -613,7 +770,11 @@ class StreamClient(Generic[StubT]):
             retrier=None if policy is None else Retrier(policy, name, timeout_s),
             replay_limit=0 if policy is None else policy.replay_buffer_bytes,
             timeout=timeout_s,
-            send_type=self._request_type(name),
+            # With batched requests the packer checks entries; the request class is the batch.
+            send_type=None if requests else self._request_type(name),
+            packer=batching._packer() if batching is not None and requests else None,
+            batching=batching,
+            responses=responses,
         )
 
     def _compression_for(
@@ -668,6 +829,9 @@ class _SenderSetup(Generic[_CallT]):
     replay_limit: int
     timeout: float | None
     send_type: type | None
+    packer: Packer[Any, Any] | None = None
+    batching: Batching[Any, Any] | None = None
+    responses: bool = False  # the responses are batches of ``batching``
 
 
 CallMetadata = tuple[tuple[str, str | bytes], ...]
@@ -684,6 +848,12 @@ async def _fresh_auth(metadata: CallMetadata | None, auth: BearerToken) -> CallM
     if not isinstance(fetched, tuple):
         fetched = bearer_metadata(await fetched)
     return _with_auth(metadata, fetched)
+
+
+def _check_batching(batching: object) -> Batching[Any, Any]:
+    if not isinstance(batching, Batching):
+        raise TypeError(f"batching must be a grpcstream.Batching or None, got {batching!r}")
+    return batching
 
 
 def _check_timeout(timeout: float | None) -> None:

@@ -43,6 +43,8 @@ from ._send_queue import SendQueue, SendQueueStatistics
 if TYPE_CHECKING:
     from typing import Self
 
+    from ._batching import Packer
+
 __all__ = ["BidiStream", "ClientStream"]
 
 ReqT = TypeVar("ReqT")
@@ -60,6 +62,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
         "_half_closed",
         "_max_queued",
         "_open_call",
+        "_packer",
         "_progress_generation",
         "_queue",
         "_reopen_lock",
@@ -98,6 +101,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
         self._half_closed = False
         self._reopen_lock: asyncio.Lock | None = None
         self._init_status_recovery()
+        self._packer: Packer[object, ReqT] | None = None  # set by StreamClient for batching=
 
     async def __aenter__(self) -> Self:
         await self._start()
@@ -126,6 +130,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
             done_writing=done_writing,
             max_size=self._max_queued,
             name=f"grpcstream-writer {self._method_name}",
+            packer=self._packer,
         )
         call.add_done_callback(self._call_done)
 

@@ -14,9 +14,12 @@ import contextlib
 import enum
 from collections import deque
 from collections.abc import Awaitable, Callable
-from typing import Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from ._exceptions import SEND_AFTER_CLOSE, StreamClosedError, WouldBlock
+
+if TYPE_CHECKING:
+    from ._batching import Packer
 
 __all__ = ["DEFAULT_MAX_QUEUED", "SendQueue", "SendQueueStatistics"]
 
@@ -36,17 +39,32 @@ CANCELLED_WHILE_SENDING = "the stream was cancelled; nothing more is sent"
 class SendQueueStatistics(NamedTuple):
     """A snapshot of a send queue, from ``statistics()``.
 
+    On a batched stream (``batching=``) every count is in entries, except ``batches``.
+
     Attributes:
-        queued: messages accepted but not yet written (including one being written).
+        queued: messages accepted but not yet written (including those being written).
         sent: messages the writer has handed to gRPC.
-        max_size: the bound; ``queued`` never exceeds it.
+        max_size: the bound; ``queued`` never exceeds it (on a batched stream, the batch
+            being written is not counted against it).
         waiting_senders: tasks blocked in ``send()`` waiting for room.
+        batches: writes made: batches on a batched stream, else equal to ``sent``.
     """
 
     queued: int
     sent: int
     max_size: int
     waiting_senders: int
+    batches: int = 0
+
+    @property
+    def mean_batch_size(self) -> float:
+        """Entries per write so far (1.0 on a stream without batching; 0.0 before any)."""
+        return self.sent / self.batches if self.batches else 0.0
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class _State(enum.Enum):
@@ -54,6 +72,9 @@ class _State(enum.Enum):
     CLOSING = "closing"  # close() called: no new messages, draining what is queued
     CLOSED = "closed"  # drained and half-closed
     FAILED = "failed"  # the writer or the RPC failed; nothing more will be written
+
+
+_OPEN = _State.OPEN
 
 
 class SendQueue(Generic[T]):
@@ -68,19 +89,26 @@ class SendQueue(Generic[T]):
             see (for instance the RPC's final status as a typed error).
         max_size: the bound, in messages (must be at least 1).
         name: used in the writer task's name, for debugging.
+        packer: for a batched stream: ``write`` then receives batches that the writer
+            packs from everything queued (see ``Batching``), and ``send()`` refuses
+            entries the packer does not admit.
 
     Raises:
         ValueError: if ``max_size`` is less than 1.
     """
 
     __slots__ = (
+        "_batches",
         "_buffer",
         "_closed_message",
         "_done",
         "_done_writing",
         "_error",
+        "_in_flight",
+        "_lingering",
         "_max_size",
         "_name",
+        "_packer",
         "_reserved",
         "_sent",
         "_state",
@@ -99,6 +127,7 @@ class SendQueue(Generic[T]):
         translate_error: Callable[[BaseException], BaseException] | None = None,
         max_size: int = DEFAULT_MAX_QUEUED,
         name: str = "grpcstream-writer",
+        packer: Packer[object, T] | None = None,
     ) -> None:
         if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
             raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")
@@ -119,6 +148,10 @@ class SendQueue(Generic[T]):
         self._writer: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] | None = None
+        self._packer = packer
+        self._batches = 0
+        self._in_flight = 0  # entries of the batch being written (batched streams only)
+        self._lingering: asyncio.Future[None] | None = None
 
     # -- producers -------------------------------------------------------------------------
 
@@ -147,8 +180,13 @@ class SendQueue(Generic[T]):
             StreamClosedError: the queue was closed; nothing was queued.
             RpcError: the RPC already failed (the typed status of the failure).
             BrokenStreamError: the peer went away.
+            TypeError, ValueError: on a batched stream, an entry of the wrong type or too
+                large for any batch; nothing was queued.
         """
-        self._check_can_send()
+        if self._state is not _OPEN:  # the fast path pays one comparison
+            self._check_can_send()
+        if self._packer is not None:
+            self._packer.admit(message)
         if self._waiters or not self._has_room():
             raise WouldBlock(f"send queue is full ({self._max_size} messages)")
         self._enqueue(message)
@@ -164,8 +202,13 @@ class SendQueue(Generic[T]):
             StreamClosedError: the queue was closed; nothing was queued.
             RpcError: the RPC failed (also raised to tasks that were waiting for room).
             BrokenStreamError: the peer went away.
+            TypeError, ValueError: on a batched stream, an entry of the wrong type or too
+                large for any batch; nothing was queued.
         """
-        self._check_can_send()
+        if self._state is not _OPEN:  # the fast path pays one comparison
+            self._check_can_send()
+        if self._packer is not None:
+            self._packer.admit(message)
         if not self._waiters and self._has_room():
             self._enqueue(message)
             return
@@ -203,6 +246,9 @@ class SendQueue(Generic[T]):
     # -- the writer task -------------------------------------------------------------------
 
     async def _drain(self) -> None:
+        if self._packer is not None:
+            await self._drain_batches(self._packer)
+            return
         buffer = self._buffer
         write = self._write
         loop = asyncio.get_running_loop()
@@ -217,6 +263,48 @@ class SendQueue(Generic[T]):
                     self._sent += 1
                     if self._waiters and len(buffer) + self._reserved <= low_water:
                         self._wake_waiters()
+                if self._state is not _State.OPEN:
+                    break
+                self._wakeup = loop.create_future()
+                await self._wakeup
+                self._wakeup = None
+        except asyncio.CancelledError:
+            self._fail_from_writer(None)
+            raise
+        except Exception as exc:  # every failure must reach the senders
+            self._fail_from_writer(exc)
+            return
+        await self._finish_writing()
+
+    async def _drain_batches(self, packer: Packer[object, T]) -> None:
+        # Everything queued goes out in one write: while it is in flight, producers fill
+        # the queue again, so batches grow with the load and stay at one entry when idle.
+        buffer = self._buffer
+        write: Callable[[Any], Awaitable[None]] = self._write
+        loop = asyncio.get_running_loop()
+        low_water = self._max_size // 2
+        linger = packer.linger
+        try:
+            while True:
+                while buffer:
+                    if linger and len(buffer) < packer.max_entries and self._state is _State.OPEN:
+                        # Not the wakeup future: new entries must not cut the linger
+                        # short, only close() does (a half-close flushes at once).
+                        self._lingering = loop.create_future()
+                        timer = loop.call_later(linger, _resolve, self._lingering)
+                        await self._lingering
+                        timer.cancel()
+                        self._lingering = None
+                        if not buffer:
+                            continue
+                    batch, count = packer.pack(buffer)
+                    self._in_flight = count
+                    if self._waiters and len(buffer) + self._reserved <= low_water:
+                        self._wake_waiters()  # they refill the queue while the batch is written
+                    await write(batch)
+                    self._in_flight = 0
+                    self._sent += count
+                    self._batches += 1
                 if self._state is not _State.OPEN:
                     break
                 self._wakeup = loop.create_future()
@@ -282,6 +370,8 @@ class SendQueue(Generic[T]):
                 self._writer = loop.create_task(self._finish_writing(), name=self._name)
             elif self._wakeup is not None and not self._wakeup.done():
                 self._wakeup.set_result(None)
+            elif self._lingering is not None:
+                _resolve(self._lingering)
         await asyncio.shield(self._done)
 
     def fail(self, error: BaseException) -> None:
@@ -345,10 +435,11 @@ class SendQueue(Generic[T]):
     def statistics(self) -> SendQueueStatistics:
         """Return a snapshot: queued, sent, max size and waiting senders."""
         return SendQueueStatistics(
-            queued=len(self._buffer),
+            queued=len(self._buffer) + self._in_flight,
             sent=self._sent,
             max_size=self._max_size,
             waiting_senders=len(self._waiters) if self._waiters else 0,
+            batches=self._batches if self._packer is not None else self._sent,
         )
 
     def writer_task(self) -> asyncio.Task[None] | None:

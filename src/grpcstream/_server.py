@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from ._batching import check_servicer_batching
 from ._exceptions import UsageError
 from ._options import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -175,7 +176,9 @@ class StreamServer:
         servicer's generated base class; pass ``add_to_server`` to name it explicitly.
 
         Raises:
-            UsageError: the server already started, or no generated base was found.
+            UsageError: the server already started, no generated base was found, or a
+                handler declared with ``batching=`` whose method does not carry the batch
+                type in the direction its pattern batches.
         """
         if self._started:
             raise UsageError("add() servicers before start()")
@@ -183,6 +186,7 @@ class StreamServer:
             add_to_server, service_name = _find_registration(servicer)
         else:
             service_name = _service_name_of(add_to_server)
+        check_servicer_batching(servicer, service_name)
         self._registrations.append((add_to_server, servicer))
         if service_name:
             self._service_names.append(service_name)

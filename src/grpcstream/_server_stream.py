@@ -30,6 +30,8 @@ from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
 if TYPE_CHECKING:
     from typing import Self
 
+    from ._batching import Packer
+
 __all__ = ["CallContext", "RequestStream", "ServerStream"]
 
 RespT = TypeVar("RespT")
@@ -182,6 +184,7 @@ class ServerStream(CallContext, Generic[RespT]):
         principal: the authenticated caller, if any.
         message_type: the method's response class; ``send()`` refuses anything else.
             The handler adapters fill it in from the generated service descriptor.
+        packer: set by ``batching=``: entries are sent in batches (and checked by it).
     """
 
     __slots__ = (
@@ -201,6 +204,7 @@ class ServerStream(CallContext, Generic[RespT]):
         max_queued: int = DEFAULT_MAX_QUEUED,
         principal: object = None,
         message_type: type[RespT] | None = None,
+        packer: Packer[object, RespT] | None = None,
     ) -> None:
         super().__init__(context, closing, principal)
         self._message_type = message_type
@@ -217,7 +221,7 @@ class ServerStream(CallContext, Generic[RespT]):
                 raise
 
         self._queue: SendQueue[RespT] = SendQueue(
-            write_or_break, max_size=max_queued, name="grpcstream-server-writer"
+            write_or_break, max_size=max_queued, name="grpcstream-server-writer", packer=packer
         )
         self._producers: set[asyncio.Task[None]] = set()
         self._producer_error: BaseException | None = None

@@ -13,11 +13,12 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, NoReturn, TypeVar, cast
+from typing import Any, Generic, NoReturn, TypeVar, cast, overload
 
 import grpc
 import grpc.aio
 
+from ._batching import BatchedRequestStream, Batching, mark_batched
 from ._exceptions import BrokenStreamError, Cancelled, RpcError, Unavailable
 from ._message_types import servicer_message_type
 from ._security import current_principal
@@ -45,6 +46,8 @@ logger = logging.getLogger("grpcstream.server")
 S = TypeVar("S")
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
+BatchT = TypeVar("BatchT")
+EntryT = TypeVar("EntryT")
 
 INTERNAL_ERROR_DETAILS = "internal server error"
 """The only details a client sees when a handler raises something other than RpcError."""
@@ -160,14 +163,45 @@ def unary(
     return adapted
 
 
+@overload
 def client_streaming(
-    handler: Callable[[S, RequestStream[ReqT], CallContext], Awaitable[RespT]],
-) -> Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], Awaitable[RespT]]:
+    handler: Callable[[S, RequestStream[ReqT], CallContext], Awaitable[RespT]], /
+) -> Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], Awaitable[RespT]]: ...
+
+
+@overload
+def client_streaming(
+    *, batching: Batching[BatchT, EntryT]
+) -> Callable[
+    [Callable[[S, RequestStream[EntryT], CallContext], Awaitable[RespT]]],
+    Callable[[S, RequestsArg[BatchT], ServicerContext[BatchT, RespT]], Awaitable[RespT]],
+]: ...
+
+
+def client_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | None = None) -> Any:
     """Adapt a client-streaming handler: ``async def M(self, requests, context) -> Reply``.
 
     ``requests`` is a [`RequestStream`][grpcstream.RequestStream] that ends at the client's
     half-close. Errors are handled as in [`unary`][grpcstream.unary].
+
+    Args:
+        handler: the handler (``@grpcstream.client_streaming`` used bare).
+        batching: for ``@grpcstream.client_streaming(batching=LOG_BATCHES)``: the
+            method's requests are batches; ``requests`` yields their entries one by one.
+
+    Raises:
+        TypeError: ``batching`` is not a [`Batching`][grpcstream.Batching].
     """
+    if handler is None:
+        _check_batching(batching)
+        return lambda handler: _client_streaming(handler, batching)
+    return _client_streaming(handler, None)
+
+
+def _client_streaming(
+    handler: Callable[[S, RequestStream[ReqT], CallContext], Awaitable[RespT]],
+    batching: Batching[Any, ReqT] | None,
+) -> Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], Awaitable[RespT]]:
     method = handler.__qualname__
 
     @functools.wraps(handler)
@@ -175,20 +209,39 @@ def client_streaming(
         self: S, requests: RequestsArg[ReqT], context: ServicerContext[ReqT, RespT]
     ) -> RespT:
         call = CallContext(context, _closing_of(self), current_principal())
+        idle = _idle_timeout_of(self)
+        stream = (
+            RequestStream(context, idle_timeout=idle)
+            if batching is None
+            else BatchedRequestStream(context, batching, idle_timeout=idle)
+        )
         try:
-            return await handler(
-                self, RequestStream(context, idle_timeout=_idle_timeout_of(self)), call
-            )
+            return await handler(self, stream, call)
         except Exception as exc:
             await _end_with(context, exc, method)
 
+    if batching is not None:
+        mark_batched(adapted, batching, "client_streaming")
     adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return adapted
 
 
+@overload
 def server_streaming(
-    handler: Callable[[S, ReqT, ServerStream[RespT]], Awaitable[None]],
-) -> Callable[[S, ReqT, ServicerContext[ReqT, RespT]], AsyncIterator[RespT]]:
+    handler: Callable[[S, ReqT, ServerStream[RespT]], Awaitable[None]], /
+) -> Callable[[S, ReqT, ServicerContext[ReqT, RespT]], AsyncIterator[RespT]]: ...
+
+
+@overload
+def server_streaming(
+    *, batching: Batching[BatchT, EntryT]
+) -> Callable[
+    [Callable[[S, ReqT, ServerStream[EntryT]], Awaitable[None]]],
+    Callable[[S, ReqT, ServicerContext[ReqT, BatchT]], AsyncIterator[BatchT]],
+]: ...
+
+
+def server_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | None = None) -> Any:
     """Adapt a server-streaming handler: ``async def M(self, request, stream) -> None``.
 
     ``stream`` is a [`ServerStream`][grpcstream.ServerStream]: ``send()`` from any number of
@@ -196,7 +249,27 @@ def server_streaming(
     goes away, pending and later sends raise ``BrokenStreamError`` and spawned producers
     are cancelled; a handler still running ``CLIENT_GONE_GRACE`` seconds later is cancelled.
     Errors are handled as in [`unary`][grpcstream.unary].
+
+    Args:
+        handler: the handler (``@grpcstream.server_streaming`` used bare).
+        batching: for ``@grpcstream.server_streaming(batching=LOG_BATCHES)``: the
+            method's responses are batches; ``stream.send()`` takes single entries and
+            the writer packs whatever is queued into each batch. The send-queue bound is
+            ``batching.max_queued`` entries.
+
+    Raises:
+        TypeError: ``batching`` is not a [`Batching`][grpcstream.Batching].
     """
+    if handler is None:
+        _check_batching(batching)
+        return lambda handler: _server_streaming(handler, batching)
+    return _server_streaming(handler, None)
+
+
+def _server_streaming(
+    handler: Callable[[S, ReqT, ServerStream[RespT]], Awaitable[None]],
+    batching: Batching[Any, RespT] | None,
+) -> Callable[[S, ReqT, ServicerContext[ReqT, RespT]], AsyncIterator[RespT]]:
     method = handler.__qualname__
     response_type = _ResponseType(handler.__name__)
 
@@ -207,27 +280,92 @@ def server_streaming(
         stream = ServerStream(
             context,
             _closing_of(self),
-            max_queued=_max_queued_of(self),
+            max_queued=_max_queued_of(self) if batching is None else batching.max_queued,
             principal=current_principal(),
-            message_type=response_type.of(self),
+            packer=None if batching is None else batching._packer(),
+            # With batching the packer checks entries; the response class is the batch.
+            message_type=response_type.of(self) if batching is None else None,
         )
         body = handler(self, request, stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
 
+    if batching is not None:
+        mark_batched(adapted, batching, "server_streaming")
     adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
+
     # grpc.aio runs coroutine handlers with the reader/writer API; the declared type is
     # what the generated servicer base expects, so the override type-checks.
     return cast(Callable[[S, ReqT, ServicerContext[ReqT, RespT]], AsyncIterator[RespT]], adapted)
 
 
+@overload
 def bidi_streaming(
-    handler: Callable[[S, RequestStream[ReqT], ServerStream[RespT]], Awaitable[None]],
-) -> Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]]:
+    handler: Callable[[S, RequestStream[ReqT], ServerStream[RespT]], Awaitable[None]], /
+) -> Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]]: ...
+
+
+@overload
+def bidi_streaming(
+    *, batching: Batching[BatchT, EntryT]
+) -> BidiBatchingDecorator[BatchT, EntryT]: ...
+
+
+def bidi_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | None = None) -> Any:
     """Adapt a bidi handler: ``async def M(self, requests, stream) -> None``.
 
     Read ``requests`` and ``send()`` on ``stream`` concurrently (for instance with
     ``stream.spawn()``). Behaves like [`server_streaming`][grpcstream.server_streaming] otherwise.
+
+    Args:
+        handler: the handler (``@grpcstream.bidi_streaming`` used bare).
+        batching: for ``@grpcstream.bidi_streaming(batching=LOG_BATCHES)``: applies to
+            each direction whose wire type is the batch type (found from the service
+            descriptor when ``StreamServer.add()`` registers the servicer).
+
+    Raises:
+        TypeError: ``batching`` is not a [`Batching`][grpcstream.Batching].
     """
+    if handler is None:
+        return BidiBatchingDecorator(_check_batching(batching))
+    return _bidi_streaming(handler, None)
+
+
+class BidiBatchingDecorator(Generic[BatchT, EntryT]):
+    """What ``bidi_streaming(batching=...)`` returns: it adapts a handler whose requests,
+    responses or both are entries, for a method whose wire type there is the batch."""
+
+    __slots__ = ("_batching",)
+
+    def __init__(self, batching: Batching[BatchT, EntryT]) -> None:
+        self._batching = batching
+
+    @overload
+    def __call__(
+        self, handler: Callable[[S, RequestStream[EntryT], ServerStream[EntryT]], Awaitable[None]]
+    ) -> Callable[
+        [S, RequestsArg[BatchT], ServicerContext[BatchT, BatchT]], AsyncIterator[BatchT]
+    ]: ...
+
+    @overload
+    def __call__(
+        self, handler: Callable[[S, RequestStream[ReqT], ServerStream[EntryT]], Awaitable[None]]
+    ) -> Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, BatchT]], AsyncIterator[BatchT]]: ...
+
+    @overload
+    def __call__(
+        self, handler: Callable[[S, RequestStream[EntryT], ServerStream[RespT]], Awaitable[None]]
+    ) -> Callable[
+        [S, RequestsArg[BatchT], ServicerContext[BatchT, RespT]], AsyncIterator[RespT]
+    ]: ...
+
+    def __call__(self, handler: Any) -> Any:
+        return _bidi_streaming(handler, self._batching)
+
+
+def _bidi_streaming(
+    handler: Callable[[S, RequestStream[ReqT], ServerStream[RespT]], Awaitable[None]],
+    batching: Batching[Any, Any] | None,
+) -> Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]]:
     method = handler.__qualname__
     response_type = _ResponseType(handler.__name__)
 
@@ -235,21 +373,40 @@ def bidi_streaming(
     async def adapted(
         self: S, requests: RequestsArg[ReqT], context: ServicerContext[ReqT, RespT]
     ) -> None:
+        packer = None
+        max_queued = _max_queued_of(self)
+        idle = _idle_timeout_of(self)
+        requests_stream: RequestStream[Any] = RequestStream(context, idle_timeout=idle)
+        if record is not None:
+            if record.responses:
+                packer = record.batching._packer()
+                max_queued = record.batching.max_queued
+            if record.requests:
+                requests_stream = BatchedRequestStream(context, record.batching, idle_timeout=idle)
         stream = ServerStream(
             context,
             _closing_of(self),
-            max_queued=_max_queued_of(self),
+            max_queued=max_queued,
             principal=current_principal(),
-            message_type=response_type.of(self),
+            packer=packer,
+            message_type=response_type.of(self) if packer is None else None,
         )
-        body = handler(self, RequestStream(context, idle_timeout=_idle_timeout_of(self)), stream)
+        body = handler(self, requests_stream, stream)
         await _run_streaming(body, stream, context, method, _active_of(self))
 
+    # Bound after the definition on purpose: add() refines the directions of this record.
+    record = None if batching is None else mark_batched(adapted, batching, "bidi_streaming")
     adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return cast(
         Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]],
         adapted,
     )
+
+
+def _check_batching(batching: object) -> Batching[Any, Any]:
+    if not isinstance(batching, Batching):
+        raise TypeError(f"batching must be a grpcstream.Batching, got {batching!r}")
+    return batching
 
 
 async def _run_streaming(
