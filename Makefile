@@ -16,8 +16,8 @@ MERMAID := docs/assets/mermaid/mermaid.min.js
 NODE_DIR := tests/interop/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.installed
 
-.PHONY: lock test test-fast lint typecheck pytest pytest-fast node-deps wheel-check demo \
-	protos protos-check docs docs-check bench bench-quick clean
+.PHONY: lock test test-fast lint typecheck pytest pytest-fast node-deps system-packages \
+	wheel-check demo protos protos-check docs docs-check bench bench-quick clean
 
 $(STAMP): pyproject.toml requirements/dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -50,7 +50,7 @@ typecheck: $(STAMP)
 # The soak tests hold streams for minutes; they run in a second pytest process started
 # beside the main one, so `make test` takes as long as the longer of the two. Both must
 # pass; the soak output is printed after the main run's.
-pytest: $(STAMP) $(NODE_STAMP)
+pytest: $(STAMP) $(NODE_STAMP) system-packages
 	@rm -f .pytest-soak.log; \
 	$(BIN)/python -m pytest -q -m soak -p no:cacheprovider >.pytest-soak.log 2>&1 & soak=$$!; \
 	$(BIN)/python -m pytest -q; main=$$?; \
@@ -59,7 +59,12 @@ pytest: $(STAMP) $(NODE_STAMP)
 	rm -f .pytest-soak.log; \
 	test $$main -eq 0 && test $$soak_rc -eq 0
 
-pytest-fast: $(STAMP) $(NODE_STAMP)
+# System packages the tests need, from Debian, installed only when missing: redis-server
+# (the Redis Streams tests start their own on an ephemeral port; CI never skips them).
+system-packages:
+	scripts/ensure_system_packages.sh redis-server
+
+pytest-fast: $(STAMP) $(NODE_STAMP) system-packages
 	$(BIN)/python -m pytest -q -m "not slow"
 
 # Node (Debian's nodejs and npm if `node` is missing) and exactly the locked grpc-js
@@ -100,14 +105,16 @@ docs-check: docs
 	scripts/ensure_system_packages.sh chromium
 	$(BIN)/python scripts/docs_check.py
 
-bench: $(STAMP)
+bench: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.run
 	$(BIN)/python -m benchmarks.broadcast
+	$(BIN)/python -m benchmarks.scale_out
 	$(BIN)/python -m benchmarks.telemetry
 
-bench-quick: $(STAMP)
+bench-quick: $(STAMP) system-packages
 	$(BIN)/python -m benchmarks.run --quick
 	$(BIN)/python -m benchmarks.broadcast --quick
+	$(BIN)/python -m benchmarks.scale_out --quick
 	$(BIN)/python -m benchmarks.telemetry --quick --output-dir /tmp/grpcstream-bench-quick
 
 clean:

@@ -110,8 +110,12 @@ class Browser:
         self.call("Page.enable")
         self.call("Network.enable")
 
-    def call(self, method: str, **params: Any) -> dict[str, Any]:
-        """Send one command and wait for its result (events that arrive meanwhile are kept)."""
+    def call(self, method: str, *, tolerate: bool = False, **params: Any) -> dict[str, Any]:
+        """Send one command and wait for its result (events that arrive meanwhile are kept).
+
+        With ``tolerate``, an error reply is returned as ``{"error": ...}`` instead of failing
+        the check: a page that is navigating answers "Inspected target navigated or closed".
+        """
         message_id = next(self._ids)
         message: dict[str, Any] = {"id": message_id, "method": method, "params": params}
         if method.split(".")[0] != "Target" and getattr(self, "_session", None):
@@ -122,6 +126,8 @@ class Browser:
             reply = self._read()
             if reply.get("id") == message_id:
                 if "error" in reply:
+                    if tolerate:
+                        return {"error": reply["error"]}
                     fail(f"{method}: {reply['error']}")
                 result: dict[str, Any] = reply.get("result", {})
                 return result
@@ -149,8 +155,15 @@ class Browser:
                 fail(f"{url} did not load within {RENDER_TIMEOUT} s")
             self.events.append(self._read())
 
-    def evaluate(self, expression: str) -> Any:
-        result = self.call("Runtime.evaluate", expression=expression, returnByValue=True)
+    def evaluate(self, expression: str, *, during_navigation: bool = False) -> Any:
+        result = self.call(
+            "Runtime.evaluate",
+            tolerate=during_navigation,
+            expression=expression,
+            returnByValue=True,
+        )
+        if during_navigation and ("error" in result or "exceptionDetails" in result):
+            return None  # the old page went away mid-evaluation: ask the new one next time
         if "exceptionDetails" in result:
             fail(f"{expression}: {result['exceptionDetails']}")
         return result["result"].get("value")
@@ -350,7 +363,7 @@ def check_sidebar_links(browser: Browser) -> None:
     )
     loaded = "location.href + ' ' + document.readyState"
     deadline = time.monotonic() + RENDER_TIMEOUT
-    while browser.evaluate(loaded) != f"{target} complete":
+    while browser.evaluate(loaded, during_navigation=True) != f"{target} complete":
         if time.monotonic() > deadline:
             fail(f"clicking the sidebar link did not open {target}")
         time.sleep(0.2)  # polling the page's location, bounded by the deadline

@@ -22,6 +22,7 @@ class TcpProxy:
         self.connections = 0
         self.bytes_up = 0  # client -> target
         self.bytes_down = 0  # target -> client
+        self.refusing = False  # True: new connections are closed at once (target "down")
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -49,6 +50,9 @@ class TcpProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.connections += 1
+        if self.refusing:
+            _abort(writer)
+            return
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:

@@ -85,3 +85,23 @@ async def test_microbench_measures_every_building_block() -> None:
         "SendQueue.send, idle writer woken per message (ping-pong)",
     ]
     assert all(value == value for _, value, _ in lines)  # no NaN: every line was measured
+
+
+@pytest.mark.slow
+def test_tiny_scale_out_benchmark_compares_redis_with_in_memory(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.scale_out", "--tiny", "--output-dir", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    results = json.loads((tmp_path / "scale_out.json").read_text())["results"]
+    assert [(r["backend"], r["replicas"]) for r in results] == [
+        ("in-memory", 1),
+        ("Redis Streams", 3),
+    ]
+    assert all(r["entries_per_second"] > 0 and r["latency_p99_ms"] > 0 for r in results)
+    assert "Added latency through Redis" in (tmp_path / "scale_out.md").read_text()

@@ -27,6 +27,7 @@ from docs.snippets import (
     pitfalls,
     quickstart,
     retry,
+    scaling_out,
     security,
     server,
     shutdown,
@@ -36,6 +37,7 @@ from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import StatusRequest
 
 from .conftest import REPO_ROOT, WAIT
+from .redis_fixtures import redis_server
 
 SNIPPETS = REPO_ROOT / "docs" / "snippets"
 DOCS = REPO_ROOT / "docs"
@@ -134,6 +136,10 @@ EXPECTED: dict[str, list[str]] = {
         "client span: grpcstream.demo.logs.v1.LogService/StreamLogs",
         "server span: grpcstream.demo.logs.v1.LogService/StreamLogs",
     ],
+    "scaling_out": [
+        "published at position 1",
+        "viewer got [1, 2, 3, 4, 5, 6]",
+    ],
     "half_close": [
         "send after close_send: StreamClosedError",
         "received: 1",
@@ -151,11 +157,18 @@ EXPECTED: dict[str, list[str]] = {
     ],
 }
 
+
+async def scaling_out_with_redis() -> None:
+    async with redis_server() as redis:
+        await scaling_out.main(redis.url)
+
+
 SELF_CONTAINED: dict[str, Callable[[], Awaitable[None]]] = {
     "broadcast": broadcast.main,
     "coalescing": coalescing.main,
     "observability": observability.main,
     "retry": retry.main,
+    "scaling_out": scaling_out_with_redis,
     "security": security.main,
     "server": server.main,
     "shutdown": shutdown.main,

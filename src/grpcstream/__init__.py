@@ -40,6 +40,7 @@ from ._exceptions import (
     status_error,
 )
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, Compression, KeepAlive, KeepAliveEnforcement
+from ._redis_config import RedisStreams
 from ._retry import RetryEvent, RetryPolicy
 from ._security import (
     DEFAULT_PUBLIC_SERVICES,
@@ -99,6 +100,7 @@ __all__ = [
     "NotFound",
     "OutOfRange",
     "PermissionDenied",
+    "RedisStreams",
     "RequestStream",
     "ResourceExhausted",
     "ResponseStream",

@@ -24,9 +24,13 @@ from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NamedTuple, Type
 
 from typing_extensions import override
 
-from ._exceptions import StreamClosedError, WouldBlock
+from ._exceptions import StreamClosedError, UsageError, WouldBlock
 
 if TYPE_CHECKING:
+    from typing import Self
+
+    from ._broadcast_redis import RedisLog
+    from ._redis_config import RedisStreams
     from ._server_stream import ServerStream
     from ._subscription import OnGap, Subscription
 
@@ -100,23 +104,33 @@ class Broadcast(Generic[T]):
         key: takes each entry's position from the entry (``lambda e: e.seq``); positions
             must then strictly increase. Without it the log numbers entries 1, 2, 3...
         size: the size of one entry in bytes, for ``max_bytes`` (default ``ByteSize()``).
+        backend: a [`RedisStreams`][grpcstream.RedisStreams] to keep the log in a Redis
+            stream shared by several processes (extra ``grpcstream[redis]``; see
+            "Scaling out"). Then
+            ``await log.start()`` (or ``async with log``) connects before use, entries
+            are published with ``await apublish()``, and this process's log is a mirror
+            of the stream's newest ``max_entries`` entries. ``None``: in-process only.
 
     Raises:
-        ValueError: a bound is not a positive int.
+        ValueError: a bound is not a positive int, or ``key`` given with a ``backend``.
+        ImportError: a ``backend`` without the ``grpcstream[redis]`` extra installed.
         TypeError: ``max_bytes`` is set, no ``size`` is given and ``entry_type`` has no
             ``ByteSize()``.
     """
 
     __slots__ = (
         "__weakref__",
+        "_backend",
         "_blocking",
         "_bytes",
         "_closed",
         "_evicted",
+        "_failure",
         "_head",
         "_items",
         "_key",
         "_last_evicted",
+        "_lost",
         "_max_bytes",
         "_max_entries",
         "_newest",
@@ -141,6 +155,7 @@ class Broadcast(Generic[T]):
         max_bytes: int | None = None,
         key: Callable[[T], int] | None = None,
         size: Callable[[T], int] | None = None,
+        backend: RedisStreams | None = None,
     ) -> None:
         _check_positive("max_entries", max_entries)
         if max_bytes is not None:
@@ -177,6 +192,17 @@ class Broadcast(Generic[T]):
         self._room: asyncio.Future[None] | None = None
         self._closed = False
         self._watches: dict[asyncio.Event, _ClosingWatch] = {}
+        # Set by a backend: why subscribers cannot be served now, and position ranges it
+        # knows are lost (subscribers crossing one are told: see Subscription._take).
+        self._failure: str | None = None
+        self._lost: list[tuple[int, int]] | None = None
+        self._backend: RedisLog[T] | None = None
+        if backend is not None:
+            if key is not None:
+                raise ValueError("key= cannot be used with a backend: Redis numbers entries")
+            from ._broadcast_redis import RedisLog
+
+            self._backend = RedisLog(self, backend)
 
     # -- publishing ------------------------------------------------------------------------
 
@@ -204,6 +230,8 @@ class Broadcast(Generic[T]):
         """
         if self._closed:
             raise StreamClosedError(PUBLISH_AFTER_CLOSE)
+        if self._backend is not None:
+            raise UsageError("a Redis-backed Broadcast publishes with `await apublish()`")
         if not isinstance(entry, self._type):
             raise TypeError(f"publish() takes {self._type.__name__}, not {type(entry).__name__}")
         position = self._position_for(entry)
@@ -227,7 +255,10 @@ class Broadcast(Generic[T]):
             TypeError, ValueError: as ``publish()``.
             StreamClosedError: the broadcast was closed (also while waiting).
 
-        Cancellation: if cancelled while waiting, the entry was not published.
+        Cancellation: if cancelled while waiting, the entry was not published. With a
+        Redis backend it may have been: the entry is queued for the next batch at once.
+        A Redis-backed log retries while Redis is unreachable, then raises
+        ``Unavailable`` (``RedisStreams.publish_timeout``).
         """
         while True:
             if self._closed:
@@ -236,6 +267,8 @@ class Broadcast(Generic[T]):
                 raise TypeError(
                     f"apublish() takes {self._type.__name__}, not {type(entry).__name__}"
                 )
+            if self._backend is not None:
+                return await self._backend.publish(entry)
             position = self._position_for(entry)
             size = self._entry_size(entry)
             drop, freed = self._evictions(size)
@@ -409,6 +442,8 @@ class Broadcast(Generic[T]):
             on_gap: if ``after`` is older than the log holds: ``"raise"`` raises
                 ``OutOfRange`` naming the oldest position held; ``"oldest"`` starts from
                 the oldest entry held and counts the missed entries in ``sub.dropped``.
+                The same choice applies to entries a Redis backend lost (``DataLoss``
+                naming them, or a count in ``sub.dropped``).
 
         Raises:
             ValueError: a bad argument (checked here; ``OutOfRange`` comes on entering).
@@ -494,6 +529,8 @@ class Broadcast(Generic[T]):
         Each subscription still receives what was published before the close, then its
         iteration ends (``StopAsyncIteration``; ``serve()`` returns and the RPC ends OK).
         Publishers waiting in ``apublish()`` get ``StreamClosedError``. Idempotent.
+        With a Redis backend, entries already passed to ``apublish()`` are sent first
+        (within ``publish_timeout``), then the read loop stops and the connection closes.
         """
         if self._closed:
             return
@@ -503,7 +540,32 @@ class Broadcast(Generic[T]):
             if not waiter.done():
                 waiter.set_result(None)
         self._wake_publishers()
+        if self._backend is not None:
+            await self._backend.stop()
         await asyncio.sleep(0)  # let woken subscribers see the end before we return
+
+    async def start(self) -> None:
+        """Connect a Redis-backed log (a no-op for the in-process log). Idempotent.
+
+        A replica (``RedisStreams(tail=True)``) loads the stream's newest ``max_entries``
+        entries and starts its one ``XREAD`` loop; a publish-only process just connects.
+        Errors come here, at start, not later: nothing waits forever.
+
+        Raises:
+            Unavailable: Redis cannot be reached within ``RedisStreams.timeout``.
+            FailedPrecondition: the server is older than Redis 7.0.
+            ValueError: the URL cannot be used.
+            UsageError: called after ``aclose()``.
+        """
+        if self._backend is not None:
+            await self._backend.start()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
     @property
     def closed(self) -> bool:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import re
 import weakref
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast, overload
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar, cast, overload
 
 import grpc
 import grpc.aio
@@ -64,7 +65,7 @@ _RECONNECT_BACKOFF: tuple[ChannelOption, ...] = (
 
 
 def connect(
-    target: str,
+    target: str | Sequence[str],
     *,
     keepalive: KeepAlive | None = KeepAlive(),  # noqa: B008 - immutable preset
     max_send_message_bytes: int | None = None,
@@ -72,6 +73,7 @@ def connect(
     options: Sequence[ChannelOption] = (),
     tls: ClientTLS | None = None,
     grpc_retries: bool = False,
+    load_balancing: Literal["pick_first", "round_robin"] = "pick_first",
 ) -> grpc.aio.Channel:
     """Open a grpc.aio channel with grpcstream's presets.
 
@@ -83,7 +85,9 @@ def connect(
     ``RetryPolicy``'s patience. ``options=`` can override it.
 
     Args:
-        target: ``host:port`` (or any gRPC target URI).
+        target: ``host:port`` (or any gRPC target URI, such as ``dns:///logs:50051``,
+            whose name may resolve to several addresses), or a list of ``ip:port``
+            addresses of replicas (``["127.0.0.1:50051", "127.0.0.2:50051"]``).
         keepalive: the client keepalive preset (pings every 30 s while calls are open;
             see [`KeepAlive`][grpcstream.KeepAlive]). ``None`` disables keepalive pings.
         max_send_message_bytes: the largest message this client sends (default 4 MiB).
@@ -94,17 +98,30 @@ def connect(
             transparent retries). Off by default: ``RetryPolicy`` is the one retry layer,
             so attempts never multiply (3 grpc attempts inside each of 5 grpcstream
             attempts would be 15).
+        load_balancing: how calls are spread over the addresses the target gives:
+            ``"pick_first"`` (the default: every call on the first address that
+            connects) or ``"round_robin"`` (a connection to every address, calls in
+            turn over those that are up, so a replica that goes away gets no new calls).
 
     Returns:
         A ``grpc.aio.Channel`` (an async context manager).
 
     Raises:
-        ValueError: a size or keepalive value that is not positive.
+        ValueError: a size or keepalive value that is not positive, an unknown
+            ``load_balancing``, or an address list that is empty or not ``ip:port``.
         TypeError: ``tls`` that is not a ``ClientTLS``.
     """
     if tls is not None and not isinstance(tls, ClientTLS):
         raise TypeError(f"tls must be a grpcstream.ClientTLS or None, got {type(tls).__name__}")
+    if load_balancing not in ("pick_first", "round_robin"):
+        raise ValueError(
+            f"load_balancing must be 'pick_first' or 'round_robin', got {load_balancing!r}"
+        )
+    if not isinstance(target, str):
+        target = addresses_target(target)
     merged: list[ChannelOption] = []
+    if load_balancing != "pick_first":
+        merged.append(("grpc.lb_policy_name", load_balancing))
     if keepalive is not None:
         merged.extend(keepalive.channel_options())
     if max_send_message_bytes is None:
@@ -121,6 +138,35 @@ def connect(
         _TLS_CHANNELS.add(channel)
         return channel
     return grpc.aio.insecure_channel(target, options=merged)
+
+
+def addresses_target(addresses: Sequence[str]) -> str:
+    """One gRPC target for several ``ip:port`` addresses (``ipv4:a:p,b:p`` / ``ipv6:``)."""
+    if isinstance(addresses, bytes) or not addresses:
+        raise ValueError(
+            f"target must be a str or a non-empty list of 'ip:port', got {addresses!r}"
+        )
+    families: set[str] = set()
+    parts: list[str] = []
+    for address in addresses:
+        if not isinstance(address, str):
+            raise ValueError(f"addresses must be 'ip:port' strings, got {address!r}")
+        host, sep, port = address.rpartition(":")
+        host = host.removeprefix("[").removesuffix("]")
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            ip = None
+        if not sep or ip is None or not port.isdigit():
+            raise ValueError(
+                f"{address!r} is not 'ip:port'; for a name that resolves to several"
+                " addresses, pass one target such as 'dns:///logs.internal:50051'"
+            )
+        families.add(f"ipv{ip.version}")
+        parts.append(f"[{ip}]:{port}" if ip.version == 6 else f"{ip}:{port}")
+    if len(families) > 1:
+        raise ValueError(f"addresses mix IPv4 and IPv6, which one target cannot: {addresses!r}")
+    return f"{families.pop()}:{','.join(parts)}"
 
 
 class StreamClient(Generic[StubT]):

@@ -50,6 +50,8 @@ async def serve_subscription(
                 if isinstance(entry, _Empty):
                     if log._closed or context.done():
                         return
+                    if log._failure is not None:
+                        raise subscription._unavailable()
                     await subscription._wait()
                     continue
                 if where is not None and not where(entry):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Final, Generic, Literal, NamedTuple, TypeVar
 
 from typing_extensions import override
 
-from ._exceptions import OutOfRange, ResourceExhausted, UsageError
+from ._exceptions import DataLoss, OutOfRange, ResourceExhausted, Unavailable, UsageError
 
 if TYPE_CHECKING:
     from typing import Self
@@ -197,8 +197,10 @@ class Subscription(Generic[T]):
                     return entry
                 if self._log._closed or self._state is _State.CLOSED:
                     raise StopAsyncIteration
+                if self._log._failure is not None:
+                    raise self._unavailable()
                 await self._wait()
-        except (StopAsyncIteration, ResourceExhausted):
+        except (StopAsyncIteration, ResourceExhausted, DataLoss, Unavailable):
             self.close()
             raise
 
@@ -218,12 +220,16 @@ class Subscription(Generic[T]):
         ):
             cursor = self._fall_behind(cursor, oldest, end)
         skip = self._skip_until
+        lost = log._lost
         while cursor < end:
             entry = items[cursor - offset]
             position = cursor + 1 if log._positions is None else log._positions[cursor - offset]
             cursor += 1
             if position <= skip:
                 continue
+            if lost and position > self._position + 1:
+                self._next = cursor - 1
+                self._cross_loss(lost, position)
             self._next = cursor
             self._position = position
             self._delivered += 1
@@ -232,6 +238,28 @@ class Subscription(Generic[T]):
             return entry
         self._next = cursor
         return EMPTY
+
+    def _cross_loss(self, lost: list[tuple[int, int]], position: int) -> None:
+        """Tell the subscriber about entries a backend lost between it and ``position``."""
+        previous = self._position
+        missing = sum(
+            min(last, position - 1) - max(first, previous + 1) + 1
+            for first, last in lost
+            if first < position and last > previous
+        )
+        if not missing:
+            return
+        if self._on_gap == "raise":
+            raise DataLoss(
+                f"{missing} entries between positions {previous} and {position} were lost"
+                f" by the log's backend (see the Scaling out docs); to go on past them,"
+                f" resume after position {position - 1}, or subscribe with on_gap='oldest'"
+                " to count them in dropped and continue"
+            )
+        self._dropped += missing
+
+    def _unavailable(self) -> Unavailable:
+        return Unavailable(f"{self._log._failure}; resume after position {self._position}")
 
     def _fall_behind(self, cursor: int, oldest: int, end: int) -> int:
         max_lag = self._max_lag
