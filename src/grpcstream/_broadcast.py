@@ -124,6 +124,7 @@ class Broadcast(Generic[T]):
         "_blocking",
         "_bytes",
         "_closed",
+        "_dropped",
         "_evicted",
         "_failure",
         "_head",
@@ -181,6 +182,8 @@ class Broadcast(Generic[T]):
         self._offset = 0  # absolute index (0-based publish count) of _items[0]
         self._bytes = 0
         self._evicted = 0
+        # Every subscriber's drops, closed ones included: what telemetry's counter reads.
+        self._dropped = 0
         self._newest: int | None = None
         self._last_evicted: int | None = None  # position of the newest evicted entry
         # Weak: a subscription that is dropped without being closed cannot pin a cursor.

@@ -27,6 +27,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from opentelemetry.util.types import AttributeValue
 from typing_extensions import override
 
+from ._otel_broadcast import BroadcastObserver
 from ._retry import RetryEvent
 from ._send_queue import SendQueue
 from ._telemetry import CallTelemetry, Metadata
@@ -52,6 +53,7 @@ RETRIES: Final = "grpcstream.client.retries"
 RESUMES: Final = "grpcstream.client.resumes"
 REPLAY_BYTES: Final = "grpcstream.client.replay_buffer.size"
 DRAINED: Final = "grpcstream.server.drained_streams"
+BATCHES_SENT: Final = "grpcstream.batches.sent"
 
 SIDE = "grpcstream.side"
 CAUSE = "grpcstream.retry.cause"
@@ -99,6 +101,8 @@ class Instruments:
         self.traces = traces
         self.live: set[ClientCall | ServerCall] = set()
         self._finished: dict[Key, list[int]] = {}  # key -> [sent, received] of ended calls
+        self._finished_batches: dict[Key, int] = {}  # batched queues of ended calls
+        self.broadcasts = BroadcastObserver()
         self._keys: dict[tuple[str, str], Key] = {}
         self._attrs: dict[Key, Attributes] = {}  # metric attributes: with grpcstream.side
         self._span_attrs: dict[Key, Attributes] = {}  # span attributes: the RPC's only
@@ -171,6 +175,13 @@ class Instruments:
                 unit="{task}",
                 description="Tasks waiting in send() for room in a full queue.",
             )
+            meter.create_observable_counter(
+                BATCHES_SENT,
+                [self._observe_batches],
+                unit="{batch}",
+                description="Batches (wire messages) written by coalescing send queues.",
+            )
+            self.broadcasts.register(meter)
             meter.create_observable_gauge(
                 REPLAY_BYTES,
                 [self._observe_replay],
@@ -226,6 +237,9 @@ class Instruments:
         totals = self._finished.setdefault(call.key, [0, 0])
         totals[0] += sent
         totals[1] += received
+        batches = _batches(call.queue)
+        if batches is not None:
+            self._finished_batches[call.key] = self._finished_batches.get(call.key, 0) + batches
 
     def drain_started(self) -> None:
         for call in tuple(self.live):
@@ -252,6 +266,14 @@ class Instruments:
         sums = self._sum_live(lambda call: call.received())
         for key, (_, received) in tuple(self._finished.items()):
             sums[key] = sums.get(key, 0) + received
+        return self._observations(sums)
+
+    def _observe_batches(self, options: CallbackOptions) -> Iterable[Observation]:
+        sums = dict(self._finished_batches)
+        for call in tuple(self.live):
+            batches = _batches(call.queue)
+            if batches is not None:
+                sums[call.key] = sums.get(call.key, 0) + batches
         return self._observations(sums)
 
     def _observe_active(self, options: CallbackOptions) -> Iterable[Observation]:
@@ -286,6 +308,13 @@ class Instruments:
 
 def _queue_stat(queue: SendQueue[Any] | None, index: int) -> int:
     return 0 if queue is None else int(queue.statistics()[index])
+
+
+def _batches(queue: SendQueue[Any] | None) -> int | None:
+    """Batches written by a coalescing queue; ``None`` for any other (it writes entries)."""
+    if queue is None or queue._packer is None:
+        return None
+    return queue.statistics().batches
 
 
 def wait_recorder(instruments: Instruments, key: Key) -> Callable[[float], None]:

@@ -135,6 +135,7 @@ class Subscription(Generic[T]):
             if missing:
                 self._next = oldest
                 self._dropped = max(1, log._position_at(oldest) - after - 1)
+                log._dropped += self._dropped
             elif log._newest is not None and after >= log._newest:
                 self._next = end
                 self._skip_until = after
@@ -257,6 +258,7 @@ class Subscription(Generic[T]):
                 " to count them in dropped and continue"
             )
         self._dropped += missing
+        self._log._dropped += missing
 
     def _unavailable(self) -> Unavailable:
         return Unavailable(f"{self._log._failure}; resume after position {self._position}")
@@ -272,6 +274,7 @@ class Subscription(Generic[T]):
             )
         target = oldest if max_lag is None else max(oldest, end - max_lag)
         self._dropped += target - cursor
+        self._log._dropped += target - cursor
         self._next = target
         return target
 

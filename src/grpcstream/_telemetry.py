@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
+    from ._broadcast import Broadcast
     from ._otel import Instruments
     from ._otel_server import ServerCall
     from ._retry import RetryEvent
@@ -149,6 +150,34 @@ class Telemetry:
     @override
     def __repr__(self) -> str:
         return f"<Telemetry {self._instruments.describe()}>"
+
+    def observe_broadcast(self, log: Broadcast[Any], *, name: str) -> None:
+        """Export a ``Broadcast``'s size, subscribers, lag and drops under ``name``.
+
+        The instruments (``grpcstream.broadcast.*``) read ``log.statistics()`` and the
+        subscriptions' counters when metrics are collected, so publishing costs nothing
+        more. Their one attribute, ``grpcstream.broadcast.name``, is ``name``: subscribers
+        are aggregated (the largest lag, the sum of drops), never one series each. The
+        log is held weakly: once it is garbage, its series stop. Observing the same log
+        under the same name again does nothing.
+
+        Args:
+            log: the log to observe.
+            name: a short, fixed name for it (an attribute value: keep it bounded).
+
+        Raises:
+            TypeError: ``log`` is not a ``Broadcast``, or ``name`` is not a string.
+            ValueError: ``name`` is empty, or already names another live log.
+        """
+        from ._broadcast import Broadcast
+
+        if not isinstance(log, Broadcast):
+            raise TypeError(f"observe_broadcast() takes a Broadcast, not {type(log).__name__}")
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        if not name:
+            raise ValueError("name must not be empty")
+        self._instruments.broadcasts.add(log, name)
 
     @property
     def open_streams(self) -> int:
