@@ -135,6 +135,7 @@ EXPECTED: dict[str, list[str]] = {
         "messages sent: {'client': 1, 'server': 10}",
         "client span: grpcstream.demo.logs.v1.LogService/StreamLogs",
         "server span: grpcstream.demo.logs.v1.LogService/StreamLogs",
+        "broadcast entries: {'grpcstream.broadcast.name': 'logs'} 3",
     ],
     "scaling_out": [
         "published at position 1",

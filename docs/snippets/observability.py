@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 import grpcstream
 from docs.snippets.server import LogService
 from grpcstream_demo import logs_pb2_grpc
-from grpcstream_demo.logs_pb2 import LogRequest
+from grpcstream_demo.logs_pb2 import LogEntry, LogRequest
 
 
 async def main() -> None:
@@ -52,6 +52,20 @@ async def main() -> None:
     for span in sorted(spans.get_finished_spans(), key=lambda span: span.kind.name):
         print(f"{span.kind.name.lower()} span: {span.name}")
     # --8<-- [end:read]
+
+    # --8<-- [start:broadcast]
+    log = grpcstream.Broadcast(LogEntry, max_entries=1000)
+    telemetry.observe_broadcast(log, name="logs")  # the name is its one attribute
+    # --8<-- [end:broadcast]
+    for seq in range(1, 4):
+        log.publish(LogEntry(seq=seq))
+    data = reader.get_metrics_data()
+    assert data is not None
+    for metric in data.resource_metrics[0].scope_metrics[0].metrics:
+        if metric.name == "grpcstream.broadcast.entries":
+            for point in metric.data.data_points:
+                assert isinstance(point, NumberDataPoint)
+                print("broadcast entries:", dict(point.attributes or {}), point.value)
     meters.shutdown()
     tracers.shutdown()
 
