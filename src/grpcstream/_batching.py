@@ -15,7 +15,7 @@ writes ordinary batches.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import grpc.aio
@@ -361,6 +361,34 @@ class BatchedCall:
         return self._call.__await__()  # type: ignore[no-any-return]
 
 
+async def _next_entry(stream: Any, read_batch: Callable[[], Awaitable[Any]]) -> Any:
+    """The next entry of a batched response stream (``ResponseStream`` or ``BidiStream``).
+
+    ``read_batch`` is the parent class's ``__anext__``, which reads the next batch with its
+    retry and resume; it counts a batch, so the count is corrected to entries here.
+    """
+    pending = stream._pending
+    if pending is not None:
+        entry = next(pending, None)
+        if entry is not None:
+            stream._received += 1
+            stream._last = entry
+            return entry
+        stream._pending = None
+    last = stream._last
+    while True:
+        message = await read_batch()
+        stream._received -= 1  # the parent counted a batch; entries are counted here
+        pending = iter(getattr(message, stream._field))
+        first = next(pending, None)
+        if first is not None:
+            stream._pending = pending
+            stream._received += 1
+            stream._last = first
+            return first
+        stream._last = last  # an empty batch: resume still starts after the last entry
+
+
 class BatchedResponseStream(ResponseStream[EntryT]):
     """A server stream whose responses are batches, iterated entry by entry.
 
@@ -379,26 +407,8 @@ class BatchedResponseStream(ResponseStream[EntryT]):
 
     @override
     async def __anext__(self) -> EntryT:
-        pending = self._pending
-        if pending is not None:
-            entry = next(pending, None)
-            if entry is not None:
-                self._received += 1
-                self._last = entry
-                return entry
-            self._pending = None
-        last = self._last
-        while True:
-            message: Any = await super().__anext__()
-            self._received -= 1  # the parent counted a batch; entries are counted here
-            pending = iter(getattr(message, self._field))
-            first: EntryT | None = next(pending, None)
-            if first is not None:
-                self._pending = pending
-                self._received += 1
-                self._last = first
-                return first
-            self._last = last  # an empty batch: resume still starts after the last entry
+        entry: EntryT = await _next_entry(self, super().__anext__)
+        return entry
 
 
 class BatchedBidiStream(BidiStream[ReqT, EntryT]):
@@ -415,26 +425,8 @@ class BatchedBidiStream(BidiStream[ReqT, EntryT]):
 
     @override
     async def __anext__(self) -> EntryT:
-        pending = self._pending
-        if pending is not None:
-            entry = next(pending, None)
-            if entry is not None:
-                self._received += 1
-                self._last = entry
-                return entry
-            self._pending = None
-        last = self._last
-        while True:
-            message: Any = await super().__anext__()
-            self._received -= 1
-            pending = iter(getattr(message, self._field))
-            first: EntryT | None = next(pending, None)
-            if first is not None:
-                self._pending = pending
-                self._received += 1
-                self._last = first
-                return first
-            self._last = last
+        entry: EntryT = await _next_entry(self, super().__anext__)
+        return entry
 
 
 class BatchedRequestStream(RequestStream[EntryT]):
