@@ -41,7 +41,7 @@ import grpcstream
 from benchmarks.scale_out_common import paced, stamped
 from grpcstream_demo import replica_pb2_grpc
 from grpcstream_demo.logs_pb2 import LogEntry, LogRequest
-from tests.redis_fixtures import RedisServer, replicas
+from tests.support.redis_fixtures import RedisServer, replicas
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 ROOT = Path(__file__).resolve().parent.parent

@@ -15,7 +15,7 @@ import sys
 import grpcstream
 from benchmarks.scale_out_common import paced, stamped
 from grpcstream_demo.logs_pb2 import LogEntry
-from tests.redis_replica import ReplicaBatchService
+from tests.support.redis_replica import ReplicaBatchService
 
 
 async def main() -> None:

@@ -16,9 +16,8 @@ import grpcstream
 from grpcstream.testing import ServeFactory, ServerOptions, serve
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
-
-from .conftest import WAIT
-from .dummy_servicer import DummyStreamService
+from tests.support.dummy_servicer import DummyStreamService
+from tests.support.servers import WAIT
 
 
 async def test_serve_yields_a_running_server_and_clients() -> None:

@@ -114,7 +114,7 @@ def core_status(call: Any) -> tuple[grpc.StatusCode, str, object] | None:
     """The status the cython call holds now, or None while it has none.
 
     grpc.aio offers the status only as a coroutine, and done-callbacks must stay
-    synchronous, so this reads the cython call's ``_status`` (tests/test_client_streams.py
+    synchronous, so this reads the cython call's ``_status`` (tests/client/test_streams.py
     fails loudly if a grpc release renames it).
     """
     status = getattr(getattr(call, "_cython_call", None), "_status", None)

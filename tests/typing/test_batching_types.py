@@ -14,9 +14,8 @@ import pytest
 import grpcstream
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import FollowRequest, LogBatch, LogEntry, LogRequest, UploadSummary
-
-from ..batch_servicer import LOG_BATCHES, BatchedLogService
-from ..conftest import serving
+from tests.support.batch_servicer import LOG_BATCHES, BatchedLogService
+from tests.support.servers import serving
 
 
 def test_a_batching_declaration_carries_both_types() -> None:

@@ -14,8 +14,7 @@ from typing import assert_type
 import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
-
-from ..conftest import Context, raw_server
+from tests.support.servers import Context, raw_server
 
 
 async def _unary(request: Req, context: Context) -> Reply:

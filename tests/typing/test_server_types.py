@@ -11,8 +11,7 @@ import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
 from grpcstream_demo.logs_pb2 import LogEntry
-
-from ..dummy_servicer import DummyStreamService
+from tests.support.dummy_servicer import DummyStreamService
 
 
 class WrongHandlers(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):

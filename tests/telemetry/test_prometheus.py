@@ -1,0 +1,154 @@
+"""The Prometheus example (``examples.logs.server --metrics-port``) scraped over HTTP.
+
+A real server process with ``grpcstream.Telemetry`` on the OpenTelemetry SDK and
+``opentelemetry-exporter-prometheus``; the test reads ``/metrics`` on 127.0.0.1 like a
+Prometheus server would, and checks the stream metrics against what it just did.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import grpcstream
+from examples.logs.metrics import scrape, total
+from grpcstream_demo import logs_pb2_grpc
+from grpcstream_demo.logs_pb2 import LogRequest
+from tests.support.servers import REPO_ROOT
+
+START_TIMEOUT = 30.0  # importing grpc and the SDK in a fresh interpreter on a busy machine
+LIMIT = 50
+METRICS = re.compile(r"metrics on (http://127\.0\.0\.1:\d+/metrics)")
+LISTENING = re.compile(r"listening on (127\.0\.0\.1:\d+)")
+
+
+async def test_prometheus_endpoint_shows_the_stream_metrics() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "examples.logs.server",
+        "--port=0",
+        "--metrics-port=0",
+        "--rate=500",
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(START_TIMEOUT):
+            listening = LISTENING.search((await process.stdout.readline()).decode())
+            metrics = METRICS.search((await process.stdout.readline()).decode())
+        assert listening
+        assert metrics
+        url = metrics.group(1)
+        stream_logs = {"rpc_method": "StreamLogs", "grpcstream_side": "server"}
+        async with (
+            grpcstream.connect(listening.group(1)) as channel,
+            grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=30) as client,
+        ):
+            async with client.server_stream(
+                client.stub.StreamLogs, LogRequest(follow=True, limit=LIMIT)
+            ) as entries:
+                received = [entry.seq async for entry in entries]
+            assert len(received) == LIMIT
+            async with client.server_stream(
+                client.stub.StreamLogs, LogRequest(follow=True)
+            ) as follow:
+                await anext(follow)
+                during = await asyncio.to_thread(scrape, url)
+        # The server learns of the cancelled follow stream a moment later: poll its status.
+        async with asyncio.timeout(START_TIMEOUT):
+            while True:
+                after = await asyncio.to_thread(scrape, url)
+                if total(after, "grpcstream_streams_active", **stream_logs) == 0:
+                    break
+
+        assert total(during, "grpcstream_streams_active", **stream_logs) == 1
+        assert total(during, "grpcstream_send_queue_depth", **stream_logs) >= 0
+        assert total(after, "grpcstream_messages_sent_total", **stream_logs) >= LIMIT + 1
+        duration = {"rpc_method": "StreamLogs", "rpc_service": "grpcstream.demo.logs.v1.LogService"}
+        ok = total(
+            after, "rpc_server_call_duration_seconds_count", rpc_grpc_status_code="0", **duration
+        )
+        cancelled = total(
+            after, "rpc_server_call_duration_seconds_count", rpc_grpc_status_code="1", **duration
+        )
+        assert (ok, cancelled) == (1, 1)  # the limited stream ended OK; the follow was cancelled
+        assert total(after, "rpc_server_call_duration_seconds_sum", **duration) > 0
+        assert 'rpc_system="grpc"' in next(iter(k for k in after if k.startswith("rpc_server")))
+        process.send_signal(signal.SIGTERM)
+        async with asyncio.timeout(START_TIMEOUT):
+            assert await process.wait() == 0
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+@pytest.mark.parametrize("name", ["grpcstream_messages_sent_total"])
+def test_total_sums_matching_labels(name: str) -> None:
+    values = {
+        f'{name}{{grpcstream_side="server",rpc_method="A"}}': 2.0,
+        f'{name}{{grpcstream_side="client",rpc_method="A"}}': 5.0,
+        f'{name}{{grpcstream_side="server",rpc_method="B"}}': 3.0,
+    }
+    assert total(values, name, grpcstream_side="server") == 5.0
+    assert total(values, name, rpc_method="A") == 7.0
+
+
+@pytest.mark.slow
+async def test_demo_shows_live_metrics_from_both_ends() -> None:
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "examples.logs.demo",
+        "--seconds=5",
+        "--plain",
+        cwd=REPO_ROOT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    async with asyncio.timeout(START_TIMEOUT + 30):
+        output, _ = await process.communicate()
+    text = output.decode()
+    assert process.returncode == 0, text
+    panel = re.findall(
+        r"^metrics: server: (?:(\d+) msg/s sent, queue depth \(lag\) (\d+), blocked senders (\d+)"
+        r"|\(restarting\)) \| dashboard: (\d+) msg/s received, retries (\d+), resumes (\d+)$",
+        text,
+        re.MULTILINE,
+    )
+    assert len(panel) >= 3, text
+    assert any(int(sent or 0) > 0 for sent, *_ in panel), text  # the server's rate, scraped
+    assert any(int(received) > 0 for *_, received, _, _ in panel), text
+    # The restart is seen by the client's instruments: the stream resumed at least once.
+    last = re.search(r"^last metrics: .* resumes (\d+)$", text, re.MULTILINE)
+    assert last, text
+    assert int(last.group(1)) >= 1
+
+
+def test_telemetry_benchmark_runs_in_its_tiny_mode(tmp_path: Path) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "benchmarks.telemetry", "--tiny", "--output-dir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    document = json.loads((tmp_path / "telemetry.json").read_text())
+    assert {row["variant"] for row in document["rows"]} == {"off", "no_provider", "sdk"}
+    assert set(document["ratios"]) == {
+        "long streams/off",
+        "long streams/no_provider",
+        "long streams/sdk",
+    }
+    assert "| long streams (4 streams x 50) | sdk |" in (tmp_path / "telemetry.md").read_text()
