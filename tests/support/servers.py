@@ -95,7 +95,7 @@ def grpcstream_tasks() -> set[asyncio.Task[object]]:
 
 
 class ServerProcess:
-    """``tests.support.subprocess_server`` in a child process that a test can SIGKILL and restart."""
+    """``tests.support.subprocess_server`` as a child process to SIGKILL and restart."""
 
     def __init__(
         self, port: int = 0, module: str = "tests.support.subprocess_server", *args: str

@@ -1,4 +1,6 @@
-"""The coalescing LogBatchService in its own process: ``python -m tests.support.subprocess_batch_server``.
+"""The coalescing LogBatchService in its own process.
+
+Run as ``python -m tests.support.subprocess_batch_server``.
 
 Prints ``PORT <n>`` once serving, then serves until killed (tests SIGKILL it).
 """
