@@ -510,7 +510,7 @@ class Broadcast(Generic[T]):
             Unavailable: the server is draining.
             ResourceExhausted: a ``disconnect`` subscriber fell behind.
         """
-        from ._serve import serve_subscription
+        from ._broadcast_serve import serve_subscription
 
         subscription = self.subscribe(
             after=after, last=last, policy=policy, max_lag=max_lag, on_gap=on_gap
