@@ -270,6 +270,7 @@ class Broadcast(Generic[T]):
             asyncio.get_running_loop().call_soon(self._wake_waiting)
 
     def _wake_waiting(self) -> None:
+        """Wake every subscriber parked so far (they re-read the log and may park again)."""
         self._wake_pending = False
         waiting = self._waiting
         if waiting:
@@ -421,10 +422,7 @@ class Broadcast(Generic[T]):
         if self._closed:
             return
         self._closed = True
-        waiting, self._waiting = self._waiting, set()
-        for waiter in waiting:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake_waiting()
         self._wake_publishers()
         if self._backend is not None:
             await self._backend.stop()

@@ -27,15 +27,13 @@ class EntryLog(Generic[T]):
 
     Args:
         entry_type: the entry class, named in errors.
-        max_entries: as ``Broadcast``.
-        max_bytes: as ``Broadcast``.
-        key: as ``Broadcast``.
-        size: as ``Broadcast``.
+        max_entries: the entry bound.
+        max_bytes: the byte bound (``None``: none).
+        key: takes each entry's position from the entry (``None``: 1, 2, 3...).
+        size: one entry's size in bytes (default: ``entry_type.ByteSize``).
 
     Raises:
-        ValueError: a bound is not a positive int.
-        TypeError: ``max_bytes`` is set, no ``size`` is given and ``entry_type`` has no
-            ``ByteSize()``.
+        ValueError, TypeError: a bad bound, as ``Broadcast`` documents.
     """
 
     __slots__ = (

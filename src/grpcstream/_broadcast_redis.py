@@ -360,10 +360,7 @@ class RedisLog(Generic[T]):
         log._failure = f"this replica lost its connection to Redis ({exc or type(exc).__name__})"
         logger.warning("lost Redis at %s: %s; reconnecting", self._url, exc)
         # Subscribers that have caught up end now (UNAVAILABLE) and resume elsewhere.
-        waiting, log._waiting = log._waiting, set()
-        for waiter in waiting:
-            if not waiter.done():
-                waiter.set_result(None)
+        log._wake_waiting()
 
     async def _mirror(self, stream_id: bytes | str, fields: dict[Any, bytes]) -> None:
         try:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from types import TracebackType
 from typing import TYPE_CHECKING, Final, Generic, Literal, NamedTuple, TypeVar
 
 from typing_extensions import override
@@ -176,12 +175,7 @@ class Subscription(Generic[T]):
         self._open()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- reading ---------------------------------------------------------------------------
