@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from ._auth import BearerAuth
 from ._batching import check_servicer_batching
 from ._exceptions import UsageError
 from ._options import (
@@ -26,10 +27,11 @@ from ._options import (
     check_compression,
     message_size_options,
 )
-from ._security import BearerAuth, MetadataLimit, ServerTLS
 from ._server_handlers import ConcurrencyLimit, Registrar
-from ._servicer import CLIENT_GONE_GRACE, StreamServicer
+from ._server_interceptors import MetadataLimit
+from ._server_servicer import CLIENT_GONE_GRACE, StreamServicer
 from ._telemetry import Telemetry
+from ._tls import ServerTLS
 
 __all__ = ["DEFAULT_GRACE", "StreamServer"]
 

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import grpc
 import grpc.aio
 
+from ._base import Metadata
 from ._exceptions import (
     IDLE_TIMEOUT,
     BrokenStreamError,
     IdleTimeout,
     InvalidArgument,
-    Metadata,
     UsageError,
 )
 from ._message_types import wrong_type

@@ -28,13 +28,16 @@ from typing import Any, Protocol, TypedDict, TypeVar
 import grpc.aio
 from typing_extensions import Unpack
 
-from ._client import MetadataArg, StreamClient, connect
+from ._auth import BearerAuth, BearerToken
+from ._base import MetadataArg
+from ._client import StreamClient
+from ._client_channel import connect
 from ._options import ChannelOption, Compression, KeepAliveEnforcement
 from ._retry import RetryPolicy
-from ._security import BearerAuth, BearerToken, ClientTLS, ServerTLS
 from ._send_queue import DEFAULT_MAX_QUEUED
 from ._server import StreamServer
 from ._telemetry import Telemetry
+from ._tls import ClientTLS, ServerTLS
 
 __all__ = [
     "DEFAULT_TEST_TIMEOUT",

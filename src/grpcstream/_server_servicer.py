@@ -18,10 +18,10 @@ from typing import Any, Generic, NoReturn, TypeVar, cast, overload
 import grpc
 import grpc.aio
 
+from ._auth import current_principal
 from ._batching import BatchedRequestStream, Batching, mark_batched
 from ._exceptions import BrokenStreamError, Cancelled, RpcError, Unavailable
 from ._message_types import servicer_message_type
-from ._security import current_principal
 from ._send_queue import DEFAULT_MAX_QUEUED
 from ._server_handlers import UNPARSEABLE
 from ._server_stream import (
