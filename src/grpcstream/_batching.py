@@ -34,6 +34,7 @@ __all__ = [
     "BatchedCall",
     "BatchedRequestStream",
     "Packer",
+    "check_batching",
     "check_servicer_batching",
 ]
 
@@ -423,6 +424,17 @@ def mark_batched(adapted: Any, batching: Batching[Any, Any], pattern: str) -> _M
     record = _MethodBatching(batching, pattern)
     adapted._grpcstream_batching = record
     return record
+
+
+def check_batching(batching: object) -> Batching[Any, Any]:
+    """``batching`` if it is a ``Batching``.
+
+    Raises:
+        TypeError: it is anything else.
+    """
+    if not isinstance(batching, Batching):
+        raise TypeError(f"batching must be a grpcstream.Batching, got {batching!r}")
+    return batching
 
 
 def check_servicer_batching(servicer: object, service_name: str) -> None:

@@ -18,7 +18,7 @@ from typing_extensions import Unpack, override
 
 from ._auth import AuthMetadata, BearerToken, bearer_metadata
 from ._base import USE_CLIENT_DEFAULT, AsyncResource, Metadata, MetadataArg, UseClientDefault
-from ._batching import BatchedCall, Batching
+from ._batching import BatchedCall, Batching, check_batching
 from ._client_bidi import BidiStream
 from ._client_channel import is_tls_channel
 from ._client_handle import CallHandle
@@ -320,7 +320,7 @@ class StreamClient(AsyncResource, Generic[StubT]):
         check_kind(method, "server_stream", name)
         self._check_request(name, request)
         if batching is not None:
-            _check_batching(batching)._check_call(name, "server_stream")
+            check_batching(batching)._check_call(name, "server_stream")
         timeout_s = self._timeout_for(timeout)
         call_metadata = self._metadata_for(metadata)
         packing = self._compression_for(compression)
@@ -588,7 +588,7 @@ class StreamClient(AsyncResource, Generic[StubT]):
         check_kind(method, helper, name)
         requests = responses = False
         if batching is not None:
-            requests, responses = _check_batching(batching)._check_call(name, helper)
+            requests, responses = check_batching(batching)._check_call(name, helper)
         call_metadata = self._metadata_for(metadata)
         packing = self._compression_for(compression)
         if requests and batching is not None and isinstance(max_queued, UseClientDefault):
@@ -657,9 +657,3 @@ def _with_auth(metadata: Metadata | None, auth: AuthMetadata | None) -> Metadata
     if not auth:
         return metadata
     return (metadata or ()) + auth
-
-
-def _check_batching(batching: object) -> Batching[Any, Any]:
-    if not isinstance(batching, Batching):
-        raise TypeError(f"batching must be a grpcstream.Batching or None, got {batching!r}")
-    return batching

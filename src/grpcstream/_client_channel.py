@@ -12,6 +12,7 @@ import grpc.aio
 
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, ChannelOption, KeepAlive, message_size_options
 from ._tls import ClientTLS
+from ._validate import check_instance
 
 __all__ = ["addresses_target", "connect", "is_tls_channel"]
 
@@ -77,8 +78,7 @@ def connect(
             ``load_balancing``, or an address list that is empty or not ``ip:port``.
         TypeError: ``tls`` that is not a ``ClientTLS``.
     """
-    if tls is not None and not isinstance(tls, ClientTLS):
-        raise TypeError(f"tls must be a grpcstream.ClientTLS or None, got {type(tls).__name__}")
+    check_instance("tls", tls, ClientTLS)
     if load_balancing not in ("pick_first", "round_robin"):
         raise ValueError(
             f"load_balancing must be 'pick_first' or 'round_robin', got {load_balancing!r}"

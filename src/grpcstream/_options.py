@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import grpc
 
+from ._validate import positive_seconds
+
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "ChannelOption",
     "Compression",
-    "check_compression",
     "KeepAlive",
     "KeepAliveEnforcement",
     "message_size_options",
@@ -34,22 +35,13 @@ Compression = grpc.Compression
 its calls, or to ``CallContext.set_compression()`` in a handler."""
 
 
-def check_compression(compression: object) -> None:
-    """Raise TypeError unless ``compression`` is a ``Compression`` member or None."""
-    if compression is not None and not isinstance(compression, grpc.Compression):
-        raise TypeError(
-            f"compression must be a grpcstream.Compression or None, got {compression!r}"
-        )
-
-
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        positive_seconds(name, value)
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,6 @@ class SendQueue(Generic[T]):
     __slots__ = (
         "_batches",
         "_buffer",
-        "_closed_message",
         "_done",
         "_done_writing",
         "_error",
@@ -145,7 +144,6 @@ class SendQueue(Generic[T]):
         self._sent = 0
         self._state = _State.OPEN
         self._error: BaseException | None = None
-        self._closed_message = SEND_AFTER_CLOSE
         self._writer: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] | None = None
@@ -163,7 +161,7 @@ class SendQueue(Generic[T]):
             assert self._error is not None
             raise self._error
         if self._state is not _State.OPEN:
-            raise StreamClosedError(self._closed_message)
+            raise StreamClosedError(SEND_AFTER_CLOSE)
 
     def _has_room(self) -> bool:
         return len(self._buffer) + self._reserved < self._max_size
@@ -372,7 +370,7 @@ class SendQueue(Generic[T]):
             self._done = loop.create_future()
         if self._state is _State.OPEN:
             self._state = _State.CLOSING
-            self._reject_waiters(StreamClosedError(self._closed_message))
+            self._reject_waiters(StreamClosedError(SEND_AFTER_CLOSE))
             if self._writer is None:
                 self._writer = loop.create_task(self._finish_writing(), name=self._name)
             elif self._wakeup is not None and not self._wakeup.done():
@@ -431,7 +429,7 @@ class SendQueue(Generic[T]):
 
     @property
     def closed(self) -> bool:
-        """True once ``close()``, ``fail()`` or ``mark_ended()`` was called."""
+        """True once ``close()`` or ``fail()`` was called."""
         return self._state is not _State.OPEN
 
     @property
@@ -448,7 +446,3 @@ class SendQueue(Generic[T]):
             waiting_senders=len(self._waiters) if self._waiters else 0,
             batches=self._batches if self._packer is not None else self._sent,
         )
-
-    def writer_task(self) -> asyncio.Task[None] | None:
-        """The writer task, once started (for owners that must await it on teardown)."""
-        return self._writer

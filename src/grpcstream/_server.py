@@ -24,14 +24,15 @@ from ._options import (
     ChannelOption,
     Compression,
     KeepAliveEnforcement,
-    check_compression,
     message_size_options,
 )
 from ._server_handlers import ConcurrencyLimit, Registrar
 from ._server_interceptors import MetadataLimit
-from ._server_servicer import CLIENT_GONE_GRACE, StreamServicer
+from ._server_run import CLIENT_GONE_GRACE
+from ._server_servicer import StreamServicer
 from ._telemetry import Telemetry
 from ._tls import ServerTLS
+from ._validate import check_compression, non_negative_seconds
 
 __all__ = ["DEFAULT_GRACE", "StreamServer"]
 
@@ -107,7 +108,7 @@ class StreamServer:
         compression: Compression | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
-        _check_grace(grace)
+        non_negative_seconds("grace", grace)
         if telemetry is not None and not isinstance(telemetry, Telemetry):
             raise TypeError(f"telemetry must be a grpcstream.Telemetry or None, got {telemetry!r}")
         self._telemetry = telemetry
@@ -278,7 +279,7 @@ class StreamServer:
         ``grace`` seconds (default: the server's) are cancelled.
         """
         if grace is not None:
-            _check_grace(grace)
+            non_negative_seconds("grace", grace)
         if self._stopping is None:
             self._stopping = asyncio.get_running_loop().create_task(
                 self._drain(self._grace if grace is None else grace),
@@ -353,11 +354,6 @@ class StreamServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
-
-
-def _check_grace(grace: float) -> None:
-    if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
-        raise ValueError(f"grace must be a number of seconds >= 0, got {grace!r}")
 
 
 def _find_registration(servicer: object) -> tuple[AddToServer, str]:
