@@ -29,7 +29,7 @@ from ._options import (
 from ._server_handlers import ConcurrencyLimit, Registrar
 from ._server_interceptors import MetadataLimit
 from ._server_run import CLIENT_GONE_GRACE
-from ._server_servicer import StreamServicer
+from ._server_servicer import StreamServicer, check_servicer_settings
 from ._telemetry import Telemetry
 from ._tls import ServerTLS
 from ._validate import check_compression, non_negative_seconds
@@ -192,9 +192,12 @@ class StreamServer:
             UsageError: the server already started, no generated base was found, or a
                 handler declared with ``batching=`` whose method does not carry the batch
                 type in the direction its pattern batches.
+            ValueError: the servicer's ``max_queued`` is not an int >= 1, or its
+                ``idle_timeout`` is neither None nor a positive number of seconds.
         """
         if self._started:
             raise UsageError("add() servicers before start()")
+        check_servicer_settings(servicer)
         if add_to_server is None:
             add_to_server, service_name = _find_registration(servicer)
         else:

@@ -34,6 +34,7 @@ from ._validate import optional_seconds, positive_count
 
 __all__ = [
     "StreamServicer",
+    "check_servicer_settings",
     "bidi_streaming",
     "client_streaming",
     "server_streaming",
@@ -64,6 +65,9 @@ class StreamServicer:
         idle_timeout: seconds a client-streaming or bidi handler's ``RequestStream``
             waits for the next message before raising ``IdleTimeout`` (None: no limit;
             a handler can change it per stream with ``requests.idle_timeout``).
+
+    ``StreamServer.add()`` raises ``ValueError`` for an invalid ``max_queued`` (not an
+    int >= 1) or ``idle_timeout`` (not None or a positive number of seconds).
     """
 
     max_queued: int = DEFAULT_MAX_QUEUED
@@ -87,6 +91,16 @@ def _max_queued_of(servicer: object) -> int:
 
 def _idle_timeout_of(servicer: object) -> float | None:
     return optional_seconds("idle_timeout", getattr(servicer, "idle_timeout", None))
+
+
+def check_servicer_settings(servicer: object) -> None:
+    """Check a servicer's ``max_queued`` and ``idle_timeout`` when it is registered.
+
+    Raises:
+        ValueError: either is invalid.
+    """
+    _max_queued_of(servicer)
+    _idle_timeout_of(servicer)
 
 
 def _active_of(servicer: object) -> set[asyncio.Task[Any]] | None:
