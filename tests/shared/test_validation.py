@@ -9,7 +9,9 @@ from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
 
 
-class Echo(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):
+class Echo(grpcstream.StreamServicer):
+    """Only Unary; registered with the generated add function named explicitly."""
+
     @grpcstream.unary
     async def Unary(self, request: Req, context: grpcstream.CallContext) -> Reply:
         return Reply(value=request.value)
@@ -21,7 +23,7 @@ def test_a_servicer_with_an_invalid_max_queued_is_refused_at_add(bad: object) ->
     servicer.max_queued = bad  # type: ignore[assignment]
     server = grpcstream.StreamServer()
     with pytest.raises(ValueError, match="max_queued must be an int >= 1"):
-        server.add(servicer)
+        server.add(servicer, dummy_pb2_grpc.add_DummyServiceServicer_to_server)
 
 
 @pytest.mark.parametrize("bad", [0, -2.0, True, "5", float("nan")])
@@ -30,7 +32,7 @@ def test_a_servicer_with_an_invalid_idle_timeout_is_refused_at_add(bad: object) 
     servicer.idle_timeout = bad  # type: ignore[assignment]
     server = grpcstream.StreamServer()
     with pytest.raises(ValueError, match="idle_timeout must be a positive number of seconds"):
-        server.add(servicer)
+        server.add(servicer, dummy_pb2_grpc.add_DummyServiceServicer_to_server)
 
 
 def test_a_servicer_with_valid_settings_is_added() -> None:
@@ -38,7 +40,7 @@ def test_a_servicer_with_valid_settings_is_added() -> None:
     servicer.max_queued = 1
     servicer.idle_timeout = 0.5
     server = grpcstream.StreamServer()
-    server.add(servicer)
+    server.add(servicer, dummy_pb2_grpc.add_DummyServiceServicer_to_server)
     assert server.service_names == ("grpcstream.demo.testing.v1.DummyService",)
 
 
