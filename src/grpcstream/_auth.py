@@ -14,14 +14,13 @@ import inspect
 import logging
 import traceback
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 import grpc
 import grpc.aio
 from typing_extensions import override
 
 from ._exceptions import RpcError
-from ._server_interceptors import Continuation, rejecting
+from ._server_interceptors import Continuation, MaybeHandler, rejecting
 
 __all__ = [
     "AUTH_FAILED_DETAILS",
@@ -193,10 +192,8 @@ class BearerAuth(grpc.aio.ServerInterceptor):
 
     @override
     async def intercept_service(
-        self,
-        continuation: Continuation,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> MaybeHandler:
         """Check the token, then hand over to the next interceptor or the handler."""
         method: str = handler_call_details.method
         if method.startswith(self._public):

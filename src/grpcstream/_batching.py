@@ -24,6 +24,7 @@ from typing_extensions import override
 from ._exceptions import UsageError
 from ._options import DEFAULT_MAX_MESSAGE_BYTES
 from ._server_stream import RequestStream
+from ._validate import non_negative_seconds, positive_count
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
@@ -141,15 +142,12 @@ class Batching(Generic[BatchT, EntryT]):
                 f"{descriptor.full_name}.{field} holds {found}, not {entry_name}: a batch "
                 f"field must be 'repeated {entry_name}'"
             )
-        for name, bound in (("max_entries", max_entries), ("max_bytes", max_bytes or 1)):
-            if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {bound!r}")
-        if max_queued is not None and (
-            isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1
-        ):
-            raise ValueError(f"max_queued must be an int >= 1 or None, got {max_queued!r}")
-        if isinstance(linger, bool) or not isinstance(linger, int | float) or not linger >= 0:
-            raise ValueError(f"linger must be a number of seconds >= 0, got {linger!r}")
+        positive_count("max_entries", max_entries)
+        if max_bytes is not None:
+            positive_count("max_bytes", max_bytes)
+        if max_queued is not None:
+            positive_count("max_queued", max_queued)
+        linger = non_negative_seconds("linger", linger)
         self.batch_type = batch_type
         self.entry_type = entry_type
         self.field = field

@@ -17,12 +17,13 @@ from ._base import MetadataArg, UseClientDefault
 from ._options import Compression
 from ._retry import Retrier, RetryPolicy
 from ._send_queue import DEFAULT_MAX_QUEUED
-from ._telemetry import NO_CALL, CallTelemetry
+from ._telemetry import NO_CALL, CallTelemetry, Telemetry
 
 if TYPE_CHECKING:
+    from ._auth import BearerToken
     from ._batching import Batching, Packer
 
-__all__ = ["CallSettings", "SendStreamOptions", "StreamOptions"]
+__all__ = ["CallSettings", "ClientOptions", "SendStreamOptions", "StreamOptions"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,3 +80,14 @@ class SendStreamOptions(StreamOptions, total=False):
     """The per-call arguments of the helpers whose calls have a send queue."""
 
     max_queued: int | UseClientDefault
+
+
+class ClientOptions(TypedDict, total=False):
+    """``StreamClient``'s keyword arguments besides ``timeout`` (see ``StreamClient``)."""
+
+    metadata: MetadataArg
+    max_queued: int
+    retry: RetryPolicy | None
+    auth: BearerToken | None
+    compression: Compression | None
+    telemetry: Telemetry | None

@@ -27,36 +27,7 @@ from typing_extensions import override
 
 from ._base import Metadata, to_metadata
 
-__all__ = [
-    "Aborted",
-    "AlreadyExists",
-    "BrokenStreamError",
-    "BusyStreamError",
-    "Cancelled",
-    "DataLoss",
-    "DeadlineExceeded",
-    "FailedPrecondition",
-    "GrpcStreamError",
-    "IdleTimeout",
-    "Internal",
-    "InvalidArgument",
-    "NotFound",
-    "OutOfRange",
-    "PermissionDenied",
-    "ResourceExhausted",
-    "RetryNotPossibleError",
-    "RpcError",
-    "StreamClosedError",
-    "Unauthenticated",
-    "Unavailable",
-    "Unimplemented",
-    "Unknown",
-    "UsageError",
-    "StatusCode",
-    "WouldBlock",
-    "rpc_error",
-    "status_error",
-]
+# The public names are re-exported, and listed, by grpcstream/__init__.py.
 
 StatusCode = grpc.StatusCode
 """The gRPC status codes (``grpc.StatusCode``), so that ``handle.code()`` can be compared

@@ -4,19 +4,27 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, TypeAlias
 
 import grpc
 import grpc.aio
 from typing_extensions import override
 
-__all__ = ["METADATA_TOO_LARGE", "Continuation", "MetadataLimit", "metadata_size", "rejecting"]
+__all__ = [
+    "METADATA_TOO_LARGE",
+    "Continuation",
+    "MaybeHandler",
+    "MetadataLimit",
+    "metadata_size",
+    "rejecting",
+]
 
 logger = logging.getLogger("grpcstream.server")
 
-Continuation = Callable[
-    [grpc.HandlerCallDetails], Awaitable["grpc.RpcMethodHandler[Any, Any] | None"]
-]
+MaybeHandler: TypeAlias = "grpc.RpcMethodHandler[Any, Any] | None"
+"""What an interceptor returns: the method's handler, or None for an unknown method."""
+
+Continuation = Callable[[grpc.HandlerCallDetails], Awaitable[MaybeHandler]]
 """What a grpc.aio interceptor calls to find the next interceptor's (or the) handler."""
 
 METADATA_TOO_LARGE = "request metadata size exceeds the server's limit of {} bytes"
@@ -44,10 +52,8 @@ class MetadataLimit(grpc.aio.ServerInterceptor):
 
     @override
     async def intercept_service(
-        self,
-        continuation: Continuation,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> MaybeHandler:
         """Measure the metadata; refuse the call or hand it on."""
         size = metadata_size(handler_call_details.invocation_metadata)
         if size > self._limit:

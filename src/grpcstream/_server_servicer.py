@@ -179,10 +179,17 @@ def client_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | N
     Raises:
         TypeError: ``batching`` is not a [`Batching`][grpcstream.Batching].
     """
-    if handler is None:
-        check_batching(batching)
-        return lambda handler: _client_streaming(handler, batching)
-    return _client_streaming(handler, None)
+    return _bare_or_batched(handler, batching, _client_streaming)
+
+
+def _bare_or_batched(
+    handler: Any, batching: Batching[Any, Any] | None, adapt: Callable[[Any, Any], Any]
+) -> Any:
+    """``@decorator`` adapts ``handler`` at once; ``@decorator(batching=...)`` returns one."""
+    if handler is not None:
+        return adapt(handler, None)
+    checked = check_batching(batching)
+    return lambda handler: adapt(handler, checked)
 
 
 def _client_streaming(
@@ -247,10 +254,7 @@ def server_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | N
     Raises:
         TypeError: ``batching`` is not a [`Batching`][grpcstream.Batching].
     """
-    if handler is None:
-        check_batching(batching)
-        return lambda handler: _server_streaming(handler, batching)
-    return _server_streaming(handler, None)
+    return _bare_or_batched(handler, batching, _server_streaming)
 
 
 def _server_streaming(
