@@ -16,29 +16,25 @@ import grpc
 import grpc.aio
 from typing_extensions import Unpack, override
 
-from ._auth import AuthMetadata, BearerToken, bearer_metadata
-from ._base import USE_CLIENT_DEFAULT, AsyncResource, Metadata, MetadataArg, UseClientDefault
+from ._auth import BearerToken, bearer_metadata
+from ._base import USE_CLIENT_DEFAULT, AsyncResource, MetadataArg, UseClientDefault
 from ._batching import BatchedCall, Batching, check_batching
 from ._client_bidi import BidiStream
-from ._client_channel import is_tls_channel
+from ._client_defaults import ClientDefaults, with_auth
 from ._client_handle import CallHandle
 from ._client_receive import ResponseStream
 from ._client_send import ClientStream
 from ._client_settings import CallSettings, SendStreamOptions, StreamOptions
 from ._client_unary import UnaryCall
-from ._exceptions import RpcError, StreamClosedError
+from ._exceptions import RpcError
 from ._grpc_compat import method_name
-from ._message_types import check_kind, import_descriptors_of, request_type, wrong_type
+from ._message_types import check_kind, import_descriptors_of
 from ._options import Compression
 from ._retry import Retrier, RetryPolicy
 from ._send_queue import DEFAULT_MAX_QUEUED
 from ._telemetry import NO_CALL, Telemetry
 from ._validate import (
-    check_compression,
-    check_instance,
-    check_metadata,
     optional_seconds,
-    positive_count,
 )
 
 if TYPE_CHECKING:
@@ -53,8 +49,6 @@ BatchT = TypeVar("BatchT")
 EntryT = TypeVar("EntryT")
 _HandleT = TypeVar("_HandleT", bound=CallHandle[Any])
 _CallT = TypeVar("_CallT")
-
-CLIENT_CLOSED = "the StreamClient is closed; create a new one to start calls"
 
 
 class StreamClient(AsyncResource, Generic[StubT]):
@@ -103,22 +97,21 @@ class StreamClient(AsyncResource, Generic[StubT]):
         compression: Compression | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
-        self._auth = check_instance("auth", auth, BearerToken)
-        self._telemetry = check_instance("telemetry", telemetry, Telemetry)
-        self._timeout = optional_seconds("timeout", timeout)
-        self._retry = check_instance("retry", retry, RetryPolicy)
-        self._max_queued = positive_count("max_queued", max_queued)
-        check_metadata(metadata)
-        check_compression(compression)
-        self._compression = compression
+        self._defaults = ClientDefaults(
+            channel,
+            self._forget,
+            timeout=timeout,
+            metadata=metadata,
+            max_queued=max_queued,
+            retry=retry,
+            auth=auth,
+            compression=compression,
+            telemetry=telemetry,
+        )
         self._channel = channel
         import_descriptors_of(stub_factory)
-        self._request_types: dict[str, type | None] = {}
         self._stub = stub_factory(channel)
-        self._metadata = tuple(metadata)
-        self._tls = is_tls_channel(channel)
         self._open: weakref.WeakSet[CallHandle[Any]] = weakref.WeakSet()
-        self._closed = False
 
     @property
     def stub(self) -> StubT:
@@ -167,14 +160,14 @@ class StreamClient(AsyncResource, Generic[StubT]):
         """
         name = method_name(method)
         check_kind(method, "unary", name)
-        policy = self._retry_for(retry)
+        policy = self._defaults.retry_for(retry)
         if policy is None:
             return await self.unary_call(
                 method, request, timeout=timeout, metadata=metadata, compression=compression
             )
-        telemetry = self._telemetry
+        telemetry = self._defaults.telemetry
         observer = NO_CALL if telemetry is None else telemetry._instruments.retry_counter(name)
-        retrier = Retrier(policy, name, self._timeout_for(timeout), observer)
+        retrier = Retrier(policy, name, self._defaults.timeout_for(timeout), observer)
         while True:
             try:
                 return await self.unary_call(
@@ -216,28 +209,28 @@ class StreamClient(AsyncResource, Generic[StubT]):
         no RPC is started. The awaited handle raises what
         [`unary()`][grpcstream.StreamClient.unary] raises.
         """
-        self._check_open()
+        self._defaults.check_open()
         name = method_name(method)
         check_kind(method, "unary_call", name)
-        self._check_request(name, request)
-        timeout_s = self._timeout_for(timeout)
-        call_metadata = self._metadata_for(metadata)
-        packing = self._compression_for(compression)
-        settings = self._settings(name, timeout=timeout_s)
+        self._defaults.check_request(name, request)
+        timeout_s = self._defaults.timeout_for(timeout)
+        call_metadata = self._defaults.metadata_for(metadata)
+        packing = self._defaults.compression_for(compression)
+        settings = self._defaults.settings(name, timeout=timeout_s)
         tc = settings.telemetry
-        auth = self._auth.fetch() if self._auth is not None else None
+        auth = self._defaults.auth.fetch() if self._defaults.auth is not None else None
         if auth is None or isinstance(auth, tuple):
             call = method(
                 request,
                 timeout=timeout_s,
-                metadata=tc.inject(_with_auth(call_metadata, auth)),
+                metadata=tc.inject(with_auth(call_metadata, auth)),
                 compression=packing,
             )
             return self._track(UnaryCall(settings, call))
 
         def start(token: object) -> grpc.aio.UnaryUnaryCall[Any, RespT]:
-            metadata = tc.inject(_with_auth(call_metadata, bearer_metadata(token)))
-            self._check_open()
+            metadata = tc.inject(with_auth(call_metadata, bearer_metadata(token)))
+            self._defaults.check_open()
             return method(request, timeout=timeout_s, metadata=metadata, compression=packing)
 
         # An async token source: the call starts as soon as the token is there.
@@ -315,19 +308,19 @@ class StreamClient(AsyncResource, Generic[StubT]):
             TypeError: ``request`` is not the method's request class; no RPC was
                 started.
         """
-        self._check_open()
+        self._defaults.check_open()
         name = method_name(method)
         check_kind(method, "server_stream", name)
-        self._check_request(name, request)
+        self._defaults.check_request(name, request)
         if batching is not None:
             check_batching(batching)._check_call(name, "server_stream")
-        timeout_s = self._timeout_for(timeout)
-        call_metadata = self._metadata_for(metadata)
-        packing = self._compression_for(compression)
-        settings = self._settings(
+        timeout_s = self._defaults.timeout_for(timeout)
+        call_metadata = self._defaults.metadata_for(metadata)
+        packing = self._defaults.compression_for(compression)
+        settings = self._defaults.settings(
             name,
             timeout=timeout_s,
-            retry=self._retry_for(retry),
+            retry=self._defaults.retry_for(retry),
             idle_timeout=optional_seconds("idle_timeout", idle_timeout),
             unbatch=batching,
         )
@@ -336,7 +329,7 @@ class StreamClient(AsyncResource, Generic[StubT]):
         async def open_call(
             last: Any | None, attempt_timeout: float | None
         ) -> grpc.aio.UnaryStreamCall[Any, Any]:
-            metadata = tc.inject(await self._attempt_metadata(call_metadata))
+            metadata = tc.inject(await self._defaults.attempt_metadata(call_metadata))
             message = request if last is None or resume is None else resume(request, last)
             return method(message, timeout=attempt_timeout, metadata=metadata, compression=packing)
 
@@ -498,7 +491,7 @@ class StreamClient(AsyncResource, Generic[StubT]):
         ``async with`` blocks then clean up as usual. Starting a call afterwards raises
         ``StreamClosedError``.
         """
-        self._closed = True
+        self._defaults.closed = True
         for handle in list(self._open):
             handle.cancel()
 
@@ -513,10 +506,6 @@ class StreamClient(AsyncResource, Generic[StubT]):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StreamClosedError(CLIENT_CLOSED)
-
     def _track(self, handle: _HandleT) -> _HandleT:
         handle._telemetry.bind(handle)
         self._open.add(handle)
@@ -525,51 +514,6 @@ class StreamClient(AsyncResource, Generic[StubT]):
     def _forget(self, handle: CallHandle[Any]) -> None:
         handle._telemetry.finish(handle)
         self._open.discard(handle)
-
-    def _settings(
-        self,
-        name: str,
-        *,
-        timeout: float | None,
-        retry: RetryPolicy | None = None,
-        **settings: Any,
-    ) -> CallSettings:
-        """The ``CallSettings`` of a call of ``name`` (telemetry and retry state made here)."""
-        telemetry = self._telemetry
-        tc = NO_CALL if telemetry is None else telemetry._instruments.client_call(name)
-        return CallSettings(
-            name=name,
-            on_exit=self._forget,
-            telemetry=tc,
-            tls=self._tls,
-            timeout=timeout,
-            retrier=None if retry is None else Retrier(retry, name, timeout, tc),
-            **settings,
-        )
-
-    def _timeout_for(self, timeout: float | UseClientDefault | None) -> float | None:
-        if isinstance(timeout, UseClientDefault):
-            return self._timeout
-        return optional_seconds("timeout", timeout)
-
-    def _metadata_for(self, metadata: MetadataArg | UseClientDefault) -> Metadata | None:
-        if isinstance(metadata, UseClientDefault):
-            combined = self._metadata
-        else:
-            check_metadata(metadata)
-            combined = self._metadata + tuple(metadata)
-        return combined or None
-
-    async def _attempt_metadata(self, call_metadata: Metadata | None) -> Metadata | None:
-        """The metadata of one attempt: the call's, plus a freshly fetched token with auth."""
-        self._check_open()
-        if self._auth is None:
-            return call_metadata
-        fetched = self._auth.fetch()
-        if not isinstance(fetched, tuple):
-            fetched = bearer_metadata(await fetched)
-        self._check_open()  # the client may have closed while the token came
-        return _with_auth(call_metadata, fetched)
 
     def _sender_settings(
         self,
@@ -583,77 +527,37 @@ class StreamClient(AsyncResource, Generic[StubT]):
         batching: Batching[Any, Any] | None,
     ) -> tuple[CallSettings, Callable[[float | None], Awaitable[_CallT]]]:
         """What ``client_stream()`` and ``bidi_stream()`` build their handles from."""
-        self._check_open()
+        self._defaults.check_open()
         name = method_name(method)
         check_kind(method, helper, name)
         requests = responses = False
         if batching is not None:
             requests, responses = check_batching(batching)._check_call(name, helper)
-        call_metadata = self._metadata_for(metadata)
-        packing = self._compression_for(compression)
+        call_metadata = self._defaults.metadata_for(metadata)
+        packing = self._defaults.compression_for(compression)
         if requests and batching is not None and isinstance(max_queued, UseClientDefault):
             bound = batching.max_queued
         else:
-            bound = self._max_queued_for(max_queued)
-        policy = self._retry_for(retry)
-        settings = self._settings(
+            bound = self._defaults.max_queued_for(max_queued)
+        policy = self._defaults.retry_for(retry)
+        settings = self._defaults.settings(
             name,
-            timeout=self._timeout_for(timeout),
+            timeout=self._defaults.timeout_for(timeout),
             retry=policy,
             max_queued=bound,
             replay_limit=0 if policy is None else policy.replay_buffer_bytes,
             # With batched requests the packer checks entries; the request class is the batch.
-            send_type=None if requests else self._request_type(name),
+            send_type=None if requests else self._defaults.request_type(name),
             packer=batching._packer() if batching is not None and requests else None,
             unbatch=batching if responses else None,
         )
         tc = settings.telemetry
 
         async def open_call(attempt_timeout: float | None) -> _CallT:
-            call_options = tc.inject(await self._attempt_metadata(call_metadata))
+            call_options = tc.inject(await self._defaults.attempt_metadata(call_metadata))
             call = method(timeout=attempt_timeout, metadata=call_options, compression=packing)
             if batching is None or not requests:
                 return call
             return BatchedCall(call, batching)  # type: ignore[return-value]
 
         return settings, open_call
-
-    def _compression_for(
-        self, compression: Compression | UseClientDefault | None
-    ) -> Compression | None:
-        if isinstance(compression, UseClientDefault):
-            return self._compression
-        check_compression(compression)
-        return compression
-
-    def _request_type(self, name: str) -> type | None:
-        try:
-            return self._request_types[name]
-        except KeyError:
-            found = self._request_types[name] = request_type(name)
-            return found
-
-    def _check_request(self, name: str, request: object) -> None:
-        expected = self._request_type(name)
-        if (
-            expected is not None
-            and type(request) is not expected
-            and not isinstance(request, expected)
-        ):
-            wrong_type(request, expected, name)
-
-    def _retry_for(self, retry: RetryPolicy | UseClientDefault | None) -> RetryPolicy | None:
-        if isinstance(retry, UseClientDefault):
-            return self._retry
-        return check_instance("retry", retry, RetryPolicy)
-
-    def _max_queued_for(self, max_queued: int | UseClientDefault) -> int:
-        if isinstance(max_queued, UseClientDefault):
-            return self._max_queued
-        return positive_count("max_queued", max_queued)
-
-
-def _with_auth(metadata: Metadata | None, auth: AuthMetadata | None) -> Metadata | None:
-    if not auth:
-        return metadata
-    return (metadata or ()) + auth
