@@ -23,8 +23,9 @@ from typing import TYPE_CHECKING, Final, Generic, Literal, NamedTuple, TypeVar
 
 from typing_extensions import override
 
-from ._broadcast_log import EntryLog, check_positive
+from ._broadcast_log import EntryLog
 from ._exceptions import StreamClosedError, UsageError, WouldBlock
+from ._validate import positive_count
 
 if TYPE_CHECKING:
     from typing import Self
@@ -355,7 +356,7 @@ class Broadcast(Generic[T]):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if max_lag is not None:
-            check_positive("max_lag", max_lag)
+            positive_count("max_lag", max_lag)
         if on_gap not in ("raise", "oldest"):
             raise ValueError(f"on_gap must be 'raise' or 'oldest', got {on_gap!r}")
         return Subscription(self, after, last, policy, max_lag, on_gap)

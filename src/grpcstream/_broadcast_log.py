@@ -12,7 +12,9 @@ from bisect import bisect_right
 from collections.abc import Callable
 from typing import Final, Generic, TypeVar
 
-__all__ = ["EntryLog", "check_positive"]
+from ._validate import positive_count
+
+__all__ = ["EntryLog"]
 
 T = TypeVar("T")
 
@@ -60,9 +62,9 @@ class EntryLog(Generic[T]):
         key: Callable[[T], int] | None,
         size: Callable[[T], int] | None,
     ) -> None:
-        check_positive("max_entries", max_entries)
+        positive_count("max_entries", max_entries)
         if max_bytes is not None:
-            check_positive("max_bytes", max_bytes)
+            positive_count("max_bytes", max_bytes)
             if size is None:
                 byte_size = getattr(entry_type, "ByteSize", None)
                 if byte_size is None:
@@ -178,9 +180,3 @@ class EntryLog(Generic[T]):
         if self.positions is None:
             return max(oldest, min(position, self.offset + len(self.items)))
         return self.offset + bisect_right(self.positions, position, lo=self.head)
-
-
-def check_positive(name: str, value: object) -> None:
-    """Raise ``ValueError`` unless ``value`` is an int >= 1 (a bool is not)."""
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")

@@ -29,10 +29,12 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from opentelemetry.util.types import AttributeValue
 from typing_extensions import override
 
+from ._base import Metadata
+from ._grpc_compat import status_now
 from ._otel_broadcast import BroadcastObserver
 from ._retry import RetryEvent
 from ._send_queue import SendQueue
-from ._telemetry import CallTelemetry, Metadata
+from ._telemetry import CallTelemetry
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -84,8 +86,6 @@ POSITION = "grpcstream.resume.position"
 # milliseconds-shaped and would put every stream in the last one).
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
-
-STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 Attributes = dict[str, AttributeValue]
 Key = tuple[str, str, str]  # (side, service, method)
@@ -305,14 +305,14 @@ def wait_recorder(instruments: Instruments, key: Key) -> Callable[[float], None]
     return record
 
 
-def final_code(call: object) -> grpc.StatusCode:
-    """The status of a finished grpc.aio call, read without awaiting (see _send_calls)."""
+def final_code(call: grpc.aio.Call | None) -> grpc.StatusCode:
+    """The status of a finished grpc.aio call, read without awaiting (``status_now()``)."""
     if call is None:
         return grpc.StatusCode.UNKNOWN  # never started (its token source failed)
-    status = getattr(getattr(call, "_cython_call", None), "_status", None)
+    status = status_now(call)
     if status is None:
         return grpc.StatusCode.CANCELLED  # still running as its handle ends: cancelled
-    return STATUS_FROM_CORE.get(status.code(), grpc.StatusCode.UNKNOWN)
+    return status[0]
 
 
 class _RetryCounter(CallTelemetry):

@@ -21,7 +21,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from typing_extensions import override
 
-from ._otel import OUTCOME, STATUS_FROM_CORE, Instruments, Key, wait_recorder
+from ._otel import OUTCOME, Instruments, Key, wait_recorder
 from ._send_queue import SendQueue
 from ._telemetry import SERVER_CALL
 
@@ -39,6 +39,8 @@ _SERVER_ERRORS = frozenset(
     }
 )
 _TRACE_KEYS = frozenset({"traceparent", "tracestate", "baggage"})
+# ServicerContext.code() gives a StatusCode with today's grpcio; a core int is mapped too.
+_STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class ServerCall:
@@ -161,7 +163,7 @@ def _context_code(
     if isinstance(code, grpc.StatusCode):
         return code
     if isinstance(code, int):
-        return STATUS_FROM_CORE.get(code, default)
+        return _STATUS_FROM_CORE.get(code, default)
     return default
 
 
