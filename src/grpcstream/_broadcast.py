@@ -2,16 +2,17 @@
 
 The log is one list of entries with a moving head (``EntryLog`` in ``_broadcast_log``:
 appending and evicting are amortised O(1)). A subscriber is an integer cursor into it,
-nothing more: publishing never copies an entry per subscriber and never walks the subscribers.
-Memory is the log plus a small constant per subscriber, however far behind they are.
+nothing more: publishing never copies an entry per subscriber and never walks the
+subscribers. Memory is the log plus a small constant per subscriber, however far behind
+they are.
 
 Subscribers that have caught up park on a future of their own; ``publish()`` schedules
 one callback (once per burst) that resolves the futures parked so far and empties that
 set, so publishing stays O(1) and a burst costs one wake-up per waiting subscriber, not
-one per entry. A subscriber that falls
-behind finds out when it next reads (its cursor is older than the log, or further behind
-than ``max_lag``) and applies its policy then; only ``block`` subscribers are consulted
-by the publisher, because they hold entries back from eviction.
+one per entry. A subscriber that falls behind finds out when it next reads (its cursor
+is older than the log, or further behind than ``max_lag``) and applies its policy then;
+only ``block`` subscribers are consulted by the publisher, because they hold entries
+back from eviction. Serving a subscription over a gRPC stream is ``_broadcast_serve``.
 """
 
 from __future__ import annotations

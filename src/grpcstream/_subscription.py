@@ -218,11 +218,10 @@ class Subscription(Generic[T]):
             cursor = self._fall_behind(cursor, oldest, end)
         skip = self._skip_until
         lost = log._lost
+        positions = entries.positions
         while cursor < end:
             entry = items[cursor - offset]
-            position = (
-                cursor + 1 if entries.positions is None else entries.positions[cursor - offset]
-            )
+            position = cursor + 1 if positions is None else positions[cursor - offset]
             cursor += 1
             if position <= skip:
                 continue
