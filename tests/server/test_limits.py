@@ -125,6 +125,11 @@ async def test_metadata_split_across_continuation_frames_is_refused_before_auth(
         assert (servicer.calls, verify.calls) == (1, 1)
 
 
+def test_max_metadata_bytes_is_validated() -> None:
+    with pytest.raises(ValueError, match="max_metadata_bytes"):
+        grpcstream.StreamServer(max_metadata_bytes=0)
+
+
 async def test_bad_tokens_cannot_starve_valid_calls_of_concurrency_slots() -> None:
     release = asyncio.Event()
     waiting = 0
