@@ -14,7 +14,16 @@ import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
 from tests.support.echo_servicer import Echo
-from tests.support.servers import WAIT, grpcstream_tasks, serving, wait_for, wait_until
+from tests.support.servers import (
+    WAIT,
+    OpenRawChannel,
+    grpcstream_tasks,
+    serving,
+    wait_for,
+    wait_until,
+)
+
+pytestmark = pytest.mark.usefixtures("no_grpcstream_task_left")
 
 PRODUCERS = 16
 PER_PRODUCER = 1000
@@ -216,12 +225,9 @@ async def test_port_is_known_after_start() -> None:
         assert server.port > 0
 
 
-async def test_all_four_patterns_with_a_raw_client() -> None:
-    async with (
-        serving(Echo()) as (_, target),
-        grpc.aio.insecure_channel(target) as ch,
-    ):
-        stub = _stub(ch)
+async def test_all_four_patterns_with_a_raw_client(open_raw_channel: OpenRawChannel) -> None:
+    async with serving(Echo()) as (_, target):
+        stub = _stub(await open_raw_channel(target))
         assert (await stub.Unary(Req(value="hi", seq=7))).seq == 7
         assert [r.seq async for r in stub.ServerStream(Req(seq=3))] == [0, 1, 2]
         upload = stub.ClientStream()

@@ -17,7 +17,9 @@ import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
 from tests.support.echo_servicer import Echo
-from tests.support.servers import WAIT, DummyClient, dummy_client, serving
+from tests.support.servers import WAIT, DummyClient, OpenDummyClient, dummy_client, serving
+
+pytestmark = pytest.mark.usefixtures("no_grpcstream_task_left")
 
 
 class QuickEnd(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):
@@ -75,12 +77,9 @@ async def _until_send_fails(
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[DummyClient]:
-    async with (
-        serving(EndlessReplies()) as (_, target),
-        dummy_client(target, timeout=WAIT) as c,
-    ):
-        yield c
+async def client(open_dummy_client: OpenDummyClient) -> AsyncIterator[DummyClient]:
+    async with serving(EndlessReplies()) as (_, target):
+        yield await open_dummy_client(target, timeout=WAIT)
 
 
 async def test_close_and_receive_after_cancel_raises_cancelled(client: DummyClient) -> None:
