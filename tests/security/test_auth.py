@@ -158,6 +158,48 @@ async def test_auth_covers_plain_grpc_handlers_and_leaves_health_open() -> None:
             assert status.status == health_pb2.HealthCheckResponse.SERVING
 
 
+async def test_reflection_is_public_by_default_too() -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    assert "grpc.reflection.v1alpha.ServerReflection" in grpcstream.DEFAULT_PUBLIC_SERVICES
+    auth = grpcstream.BearerAuth(verify_known)
+    async with serving(AuthedService(), auth=auth, reflection=True) as (_, target):
+        async with grpc.aio.insecure_channel(target) as channel:
+            call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                timeout=WAIT
+            )
+            await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            await call.done_writing()
+            response = await call.read()
+            assert isinstance(response, reflection_pb2.ServerReflectionResponse)
+            names = {service.name for service in response.list_services_response.service}
+            assert "grpcstream.demo.testing.v1.DummyService" in names
+            assert await call.code() is grpc.StatusCode.OK
+
+
+async def test_public_services_opens_exactly_the_services_named() -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    servicer = AuthedService()
+    auth = grpcstream.BearerAuth(
+        verify_known, public_services=("grpcstream.demo.testing.v1.DummyService",)
+    )
+    async with serving(servicer, auth=auth, health=True) as (_, target):
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = dummy_pb2_grpc.DummyServiceStub(channel)
+            assert (await stub.Unary(Req(), timeout=WAIT)).value == "None"  # no token needed
+            health = health_pb2_grpc.HealthStub(channel)  # no longer in the list: closed
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await health.Check(health_pb2.HealthCheckRequest(), timeout=WAIT)
+            assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            token = (("authorization", "Bearer tok-alice"),)
+            status = await health.Check(
+                health_pb2.HealthCheckRequest(), metadata=token, timeout=WAIT
+            )
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+    assert servicer.principals == [None]
+
+
 async def test_a_token_callable_runs_for_every_call_and_may_refresh() -> None:
     issued: list[str] = []
 
