@@ -55,6 +55,19 @@ async def grpc_replica(log: Broadcast[LogEntry], host: str) -> AsyncIterator[str
         await server.stop(0)
 
 
+@contextlib.asynccontextmanager
+async def round_robin_over(
+    a: Broadcast[LogEntry], b: Broadcast[LogEntry]
+) -> AsyncIterator[grpc.aio.Channel]:
+    """Serve ``a`` on 127.0.0.1 and ``b`` on 127.0.0.2; yield a round_robin channel over both."""
+    async with (
+        grpc_replica(a, "127.0.0.1") as target_a,
+        grpc_replica(b, "127.0.0.2") as target_b,
+        grpcstream.connect([target_a, target_b], load_balancing="round_robin") as channel,
+    ):
+        yield channel
+
+
 async def publish_range(log: Broadcast[LogEntry], first: int, last: int) -> None:
     """Publish entries ``first..last`` concurrently (coalesced); check their positions."""
     positions = await asyncio.gather(

@@ -16,11 +16,11 @@ import grpcstream
 from grpcstream import Broadcast, RedisStreams, RetryEvent
 from grpcstream_demo.logs_pb2 import LogEntry
 from tests.broadcast.redis_logs import (
-    grpc_replica,
     publish_range,
     publisher,
     read,
     replica_log,
+    round_robin_over,
     tail,
 )
 from tests.support.redis_fixtures import RedisServer, free_port, redis_server
@@ -89,9 +89,7 @@ async def test_redis_restart_with_aof_viewers_resume_with_no_duplicate_and_no_lo
         publisher(redis.url) as pub,
         replica_log(redis.url) as a,
         replica_log(redis.url) as b,
-        grpc_replica(a, "127.0.0.1") as target_a,
-        grpc_replica(b, "127.0.0.2") as target_b,
-        grpcstream.connect([target_a, target_b], load_balancing="round_robin") as channel,
+        round_robin_over(a, b) as channel,
     ):
         received: list[list[int]] = [[] for _ in range(4)]
         viewers = [asyncio.create_task(tail(channel, 600, got, retries.append)) for got in received]
@@ -145,9 +143,7 @@ async def test_a_replica_cut_off_from_redis_sends_its_viewers_to_another(
             publisher(redis.url) as pub,
             replica_log(f"redis://127.0.0.1:{proxy.port}/0") as a,
             replica_log(redis.url) as b,
-            grpc_replica(a, "127.0.0.1") as target_a,
-            grpc_replica(b, "127.0.0.2") as target_b,
-            grpcstream.connect([target_a, target_b], load_balancing="round_robin") as channel,
+            round_robin_over(a, b) as channel,
         ):
             received: list[list[int]] = []
             viewers: list[asyncio.Task[list[int]]] = []

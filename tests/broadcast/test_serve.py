@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import random
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Literal, TypeAlias
 
 import grpc
@@ -89,6 +90,26 @@ def client_for(running: RunningServer) -> LogClient:
     return running.client(logs_pb2_grpc.LogServiceStub, timeout=60.0)
 
 
+@contextlib.asynccontextmanager
+async def small_window_client(running: RunningServer) -> AsyncIterator[LogClient]:
+    """A client on its own channel whose flow-control window stays at 64 KiB: it lags."""
+    async with grpcstream.connect(running.target, options=SMALL_WINDOW) as channel:
+        yield grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=60.0)
+
+
+async def publish_all(log: Broadcast[LogEntry], total: int, yield_every: int | None = None) -> None:
+    """Publish padded entries 1..total, then close the log.
+
+    ``apublish()`` yields to the loop only while it waits for room, unless ``yield_every``
+    makes it yield every that many entries, as a real publisher does now and then.
+    """
+    for seq in range(1, total + 1):
+        await log.apublish(entry(seq, padded=True))
+        if yield_every is not None and seq % yield_every == 0:
+            await asyncio.sleep(0)
+    await log.aclose()
+
+
 async def seqs(client: LogClient, request: LogRequest) -> list[int]:
     async with client.server_stream(client.stub.StreamLogs, request) as entries:
         return [e.seq async for e in entries]
@@ -161,8 +182,7 @@ async def test_slow_drop_oldest_subscriber_skips_while_the_others_get_everything
     servicer = BroadcastLogs(log)  # type: ignore[abstract]
     async with serve(servicer) as running:
         fast = client_for(running)
-        async with grpcstream.connect(running.target, options=SMALL_WINDOW) as channel:
-            slow = grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=60.0)
+        async with small_window_client(running) as slow:
             async with slow.server_stream(
                 slow.stub.StreamLogs, LogRequest(after_seq=0, service="drop_oldest")
             ) as lagging:
@@ -171,11 +191,7 @@ async def test_slow_drop_oldest_subscriber_skips_while_the_others_get_everything
                 )
                 async with asyncio.timeout(WAIT * 3):
                     await servicer.wait_for_handlers(2)
-                    for seq in range(1, total + 1):
-                        await log.apublish(entry(seq, padded=True))  # paced by the fast one
-                        if seq % 10 == 0:
-                            await asyncio.sleep(0)
-                    await log.aclose()
+                    await publish_all(log, total, yield_every=10)  # paced by the fast one
                     got = [e.seq async for e in lagging]
                     assert await fast_task == list(range(1, total + 1))
     assert got == sorted(set(got))  # in order, no duplicate
@@ -189,8 +205,7 @@ async def test_slow_disconnect_subscriber_ends_resource_exhausted_and_resumes() 
     servicer = BroadcastLogs(log, max_lag=100)  # type: ignore[abstract]
     async with serve(servicer) as running:
         fast = client_for(running)
-        async with grpcstream.connect(running.target, options=SMALL_WINDOW) as channel:
-            slow = grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=60.0)
+        async with small_window_client(running) as slow:
             received: list[int] = []
             async with slow.server_stream(
                 slow.stub.StreamLogs, LogRequest(after_seq=0, service="disconnect")
@@ -200,11 +215,7 @@ async def test_slow_disconnect_subscriber_ends_resource_exhausted_and_resumes() 
                 )
                 async with asyncio.timeout(WAIT * 3):
                     await servicer.wait_for_handlers(2)
-                    for seq in range(1, total + 1):
-                        await log.apublish(entry(seq, padded=True))
-                        if seq % 10 == 0:
-                            await asyncio.sleep(0)  # a real publisher yields now and then
-                    await log.aclose()
+                    await publish_all(log, total, yield_every=10)
                     with pytest.raises(grpcstream.ResourceExhausted, match="resume after"):
                         async for e in lagging:
                             received.append(e.seq)
@@ -221,8 +232,7 @@ async def test_slow_block_subscriber_holds_the_publisher_and_loses_nothing() -> 
     servicer = BroadcastLogs(log)  # type: ignore[abstract]
     async with serve(servicer) as running:
         fast = client_for(running)
-        async with grpcstream.connect(running.target, options=SMALL_WINDOW) as channel:
-            slow = grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=60.0)
+        async with small_window_client(running) as slow:
             async with (
                 slow.server_stream(
                     slow.stub.StreamLogs, LogRequest(after_seq=0, service="block")
@@ -249,12 +259,6 @@ async def test_slow_block_subscriber_holds_the_publisher_and_loses_nothing() -> 
                     got = [e.seq async for e in lagging]  # reading releases the publisher
                     await publisher
     assert got == list(range(1, total + 1))
-
-
-async def publish_all(log: Broadcast[LogEntry], total: int) -> None:
-    for seq in range(1, total + 1):
-        await log.apublish(entry(seq, padded=True))
-    await log.aclose()
 
 
 @pytest.mark.slow

@@ -13,10 +13,9 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import grpcstream
-from grpcstream_demo import dummy_pb2_grpc
-from tests.support.servers import WAIT, serving
+from tests.support.servers import WAIT
 from tests.telemetry.known_run import FAST_RETRY, FlakyService
-from tests.telemetry.otel import Otel
+from tests.telemetry.otel import Otel, observed_client
 
 
 @pytest.fixture
@@ -36,15 +35,5 @@ def otel() -> Iterator[Otel]:
 async def flaky(otel: Otel) -> AsyncIterator[tuple[FlakyService, grpcstream.StreamClient[Any]]]:
     """A FlakyService served and called with ``otel``'s telemetry on both ends."""
     service = FlakyService()  # type: ignore[abstract]  # no Bidi
-    async with (
-        serving(service, telemetry=otel.telemetry) as (_, target),
-        grpcstream.connect(target) as channel,
-        grpcstream.StreamClient(
-            channel,
-            dummy_pb2_grpc.DummyServiceStub,
-            retry=FAST_RETRY,
-            telemetry=otel.telemetry,
-            timeout=WAIT,
-        ) as client,
-    ):
+    async with observed_client(service, otel.telemetry, retry=FAST_RETRY, timeout=WAIT) as client:
         yield service, client

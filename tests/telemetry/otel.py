@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 from opentelemetry.sdk.metrics.export import (
     HistogramDataPoint,
@@ -14,7 +16,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import grpcstream
-from tests.support.servers import SERVICE
+from grpcstream_demo import dummy_pb2_grpc
+from tests.support.servers import SERVICE, serving
+
+DummyClient: TypeAlias = "grpcstream.StreamClient[dummy_pb2_grpc.DummyServiceAsyncStub]"
 
 
 @dataclass
@@ -71,3 +76,25 @@ def span_id(span: ReadableSpan) -> int:
 def parent_id(span: ReadableSpan) -> int:
     assert span.parent is not None
     return span.parent.span_id
+
+
+@contextlib.asynccontextmanager
+async def observed_client(
+    service: object,
+    telemetry: grpcstream.Telemetry,
+    client_telemetry: grpcstream.Telemetry | None = None,
+    **client_options: Any,
+) -> AsyncIterator[DummyClient]:
+    """Serve ``service`` with ``telemetry``; yield a DummyService client on a new channel
+    whose telemetry is ``client_telemetry`` (by default the same)."""
+    async with (
+        serving(service, telemetry=telemetry) as (_, target),
+        grpcstream.connect(target) as channel,
+        grpcstream.StreamClient(
+            channel,
+            dummy_pb2_grpc.DummyServiceStub,
+            telemetry=client_telemetry or telemetry,
+            **client_options,
+        ) as client,
+    ):
+        yield client

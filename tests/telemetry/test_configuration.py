@@ -12,24 +12,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 import grpcstream
-from grpcstream_demo import dummy_pb2_grpc
-from tests.support.servers import serving
 from tests.telemetry.known_run import FAST_RETRY, FlakyService, N, run_known
-from tests.telemetry.otel import Otel
+from tests.telemetry.otel import Otel, observed_client
 
 
 async def test_without_a_provider_nothing_is_recorded_or_raised() -> None:
     assert isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
     telemetry = grpcstream.Telemetry()  # the global providers: no-ops until configured
     service = FlakyService()  # type: ignore[abstract]  # no Bidi
-    async with serving(service, telemetry=telemetry) as (_, target):
-        async with (
-            grpcstream.connect(target) as channel,
-            grpcstream.StreamClient(
-                channel, dummy_pb2_grpc.DummyServiceStub, retry=FAST_RETRY, telemetry=telemetry
-            ) as client,
-        ):
-            assert await run_known(client) == list(range(1, N + 1))
+    async with observed_client(service, telemetry, retry=FAST_RETRY) as client:
+        assert await run_known(client) == list(range(1, N + 1))
     # No trace context was sent (the no-op tracer's spans are invalid) ...
     assert not any("traceparent" in metadata for metadata in service.metadata)
     # ... and every call was let go.
@@ -49,14 +41,8 @@ async def test_metrics_or_traces_can_be_turned_off() -> None:
         meter_provider=meters, tracer_provider=tracers, traces=False
     )
     service = FlakyService()  # type: ignore[abstract]  # no Bidi
-    async with serving(service, telemetry=traces_only) as (_, target):
-        async with (
-            grpcstream.connect(target) as channel,
-            grpcstream.StreamClient(
-                channel, dummy_pb2_grpc.DummyServiceStub, retry=FAST_RETRY, telemetry=metrics_only
-            ) as client,
-        ):
-            assert await run_known(client) == list(range(1, N + 1))
+    async with observed_client(service, traces_only, metrics_only, retry=FAST_RETRY) as client:
+        assert await run_known(client) == list(range(1, N + 1))
     recorded = Otel(traces_only, reader, spans)
     # The server (traces only) recorded spans and no metric; the client the reverse.
     assert recorded.value("rpc.server.call.duration") == 0

@@ -20,7 +20,7 @@ from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
 from tests.support.servers import SERVICE, WAIT, serving, wait_until
 from tests.telemetry.known_run import FlakyService, N, run_known
-from tests.telemetry.otel import Otel, method
+from tests.telemetry.otel import Otel, method, observed_client
 
 
 class Flood(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):
@@ -143,44 +143,39 @@ async def test_every_attribute_set_is_bounded(flaky: tuple[FlakyService, Any], o
 
 
 async def test_queue_depth_and_blocked_sender_while_a_stream_is_stuck(otel: Otel) -> None:
-    async with serving(Flood(), telemetry=otel.telemetry) as (_, target):  # type: ignore[abstract]
-        async with (
-            grpcstream.connect(target) as channel,
-            grpcstream.StreamClient(
-                channel, dummy_pb2_grpc.DummyServiceStub, telemetry=otel.telemetry
-            ) as client,
-        ):
-            # The client reads nothing: flow control stops the writer, the queue fills up
-            # and the handler's next send() waits for room.
-            async with client.server_stream(client.stub.ServerStream, Req()):
-                server = {"grpcstream__side": "server", **method("ServerStream")}
+    flood = Flood()  # type: ignore[abstract]  # ServerStream only
+    async with observed_client(flood, otel.telemetry) as client:
+        # The client reads nothing: flow control stops the writer, the queue fills up
+        # and the handler's next send() waits for room.
+        async with client.server_stream(client.stub.ServerStream, Req()):
+            server = {"grpcstream__side": "server", **method("ServerStream")}
 
-                seen: list[tuple[float, float]] = []
+            seen: list[tuple[float, float]] = []
 
-                def blocked() -> bool:
-                    # One collection reads both, from the event loop: a consistent state.
-                    seen.append(
-                        (
-                            otel.value("grpcstream.send_queue.depth", **server),
-                            otel.value("grpcstream.send_queue.blocked_senders", **server),
-                        )
+            def blocked() -> bool:
+                # One collection reads both, from the event loop: a consistent state.
+                seen.append(
+                    (
+                        otel.value("grpcstream.send_queue.depth", **server),
+                        otel.value("grpcstream.send_queue.blocked_senders", **server),
                     )
-                    return seen[-1][1] == 1
+                )
+                return seen[-1][1] == 1
 
-                await wait_until(blocked)
-                # A blocked send() is woken when the queue drains to half (32 of 64), so
-                # while the handler waits, more than half of the queue is waiting too.
-                depth, _ = seen[-1]
-                assert 32 < depth <= 64
-                assert otel.value("grpcstream.streams.active", **server) == 1
-                assert otel.value("grpcstream.streams.active", grpcstream__side="client") == 1
-                for attrs, _ in otel.points("grpcstream.send_queue.depth"):
-                    assert set(attrs) == {
-                        "rpc.system",
-                        "rpc.service",
-                        "rpc.method",
-                        "grpcstream.side",
-                    }
+            await wait_until(blocked)
+            # A blocked send() is woken when the queue drains to half (32 of 64), so
+            # while the handler waits, more than half of the queue is waiting too.
+            depth, _ = seen[-1]
+            assert 32 < depth <= 64
+            assert otel.value("grpcstream.streams.active", **server) == 1
+            assert otel.value("grpcstream.streams.active", grpcstream__side="client") == 1
+            for attrs, _ in otel.points("grpcstream.send_queue.depth"):
+                assert set(attrs) == {
+                    "rpc.system",
+                    "rpc.service",
+                    "rpc.method",
+                    "grpcstream.side",
+                }
     assert otel.value("grpcstream.send_queue.blocked_senders") == 0
 
 
@@ -233,33 +228,28 @@ async def test_nothing_is_recorded_per_message(otel: Otel) -> None:
     Counted with a profile hook, so the machine's load cannot blur it (a benchmark can).
     Both streams stay below the queue bound: no send() blocks, so none records its wait.
     """
-    async with serving(Counter(), telemetry=otel.telemetry) as (_, target):  # type: ignore[abstract]
-        async with (
-            grpcstream.connect(target) as channel,
-            grpcstream.StreamClient(
-                channel, dummy_pb2_grpc.DummyServiceStub, telemetry=otel.telemetry
-            ) as client,
-        ):
+    counter = Counter()  # type: ignore[abstract]  # ServerStream only
+    async with observed_client(counter, otel.telemetry) as client:
 
-            async def telemetry_calls(messages: int) -> int:
-                calls = 0
+        async def telemetry_calls(messages: int) -> int:
+            calls = 0
 
-                def count(frame: FrameType, event: str, arg: object) -> None:
-                    nonlocal calls
-                    if event == "call" and telemetry_frame(frame):
-                        calls += 1
+            def count(frame: FrameType, event: str, arg: object) -> None:
+                nonlocal calls
+                if event == "call" and telemetry_frame(frame):
+                    calls += 1
 
-                sys.setprofile(count)
-                try:
-                    async with client.server_stream(
-                        client.stub.ServerStream, Req(seq=messages)
-                    ) as replies:
-                        assert len([reply async for reply in replies]) == messages
-                finally:
-                    sys.setprofile(None)
-                return calls
+            sys.setprofile(count)
+            try:
+                async with client.server_stream(
+                    client.stub.ServerStream, Req(seq=messages)
+                ) as replies:
+                    assert len([reply async for reply in replies]) == messages
+            finally:
+                sys.setprofile(None)
+            return calls
 
-            await telemetry_calls(5)  # warm-up: first-use caches
-            few, many = await telemetry_calls(5), await telemetry_calls(60)
+        await telemetry_calls(5)  # warm-up: first-use caches
+        few, many = await telemetry_calls(5), await telemetry_calls(60)
     assert few > 0  # the per-call work was seen
     assert many == few
