@@ -14,15 +14,14 @@ import pytest
 from benchmarks.microbench import measure_all
 from benchmarks.run import grpcstream_available
 from benchmarks.scenarios import SCENARIOS
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.servers import REPO_ROOT
 
 
 def run_tiny(module: str, output_dir: Path, document: str) -> dict[str, Any]:
     """Run ``python -m module --tiny`` writing to ``output_dir``; return its JSON ``document``."""
     done = subprocess.run(
         [sys.executable, "-m", module, "--tiny", "--output-dir", str(output_dir)],
-        cwd=ROOT,
+        cwd=REPO_ROOT,
         capture_output=True,
         text=True,
         timeout=55,

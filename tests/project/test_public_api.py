@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 
 import grpcstream
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from tests.support.servers import REPO_ROOT
 
 
 def _public_names_defined_in_package() -> set[str]:
