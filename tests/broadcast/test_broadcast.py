@@ -186,8 +186,11 @@ async def test_block_with_max_lag_and_cancelled_apublish_publishes_nothing() -> 
     async with log.subscribe(policy="block", max_lag=3):
         for entry in entries(3):
             log.publish(entry)
+        with pytest.raises(grpcstream.WouldBlock):
+            log.publish(LogEntry(seq=4))  # the block subscriber is max_lag behind
         waiting = asyncio.create_task(log.apublish(LogEntry(seq=4)))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one step: apublish() runs until it waits for room
+        assert not waiting.done()
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
