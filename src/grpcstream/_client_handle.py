@@ -153,6 +153,20 @@ class CallHandle(AsyncResource, Generic[CallT]):
             return None
         return self._translate(code, await call.details(), await call.trailing_metadata())
 
+    # -- what telemetry reads (_otel.ClientCall) -------------------------------------------
+
+    def _responses_received(self) -> int | None:
+        """Responses received so far; None for a call with one response (not a stream)."""
+        return None
+
+    def _resumed(self) -> bool:
+        """True once a response arrived, so that a new attempt continues (resumes) it."""
+        return False
+
+    def _replay_size(self) -> int:
+        """Bytes kept to replay on a new attempt (0 without retry, or past the buffer)."""
+        return 0
+
     # -- cancellation ----------------------------------------------------------------------
 
     def cancel(self) -> bool:
