@@ -12,7 +12,7 @@ moves one, grpcstream fails loudly, and ``tests/shared/test_grpc_compat.py`` nam
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import grpc
 import grpc.aio
@@ -158,7 +158,7 @@ _IS_MULTICALLABLE: dict[type, bool] = {}
 
 
 def context_code(
-    context: grpc.aio.ServicerContext[object, object], default: grpc.StatusCode
+    context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCode
 ) -> grpc.StatusCode:
     """The status a server call ended with, as ``ServicerContext.code()`` reports it.
 
