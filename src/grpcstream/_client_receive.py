@@ -59,10 +59,12 @@ class Receiver(CallHandle[CallT], Generic[CallT, RespT]):
 
     async def __anext__(self) -> RespT:
         pending = self._pending
-        if pending is not None:
+        if pending is not None:  # the rest of a batch: the hot path of coalescing, inlined
             entry = next(pending, None)
             if entry is not None:
-                return self._delivered(entry)
+                self._received += 1
+                self._last = entry
+                return entry
             self._pending = None
         unbatch = self._settings.unbatch
         while True:
