@@ -17,6 +17,7 @@ import pytest
 
 import grpcstream
 from grpcstream_demo.dummy_pb2 import Reply, Req
+from tests.client.doubles import PatientServerProcess
 from tests.support.servers import (
     WAIT,
     DummyClient,
@@ -64,7 +65,7 @@ async def _upload_through_a_kill(server: ServerProcess, client: DummyClient) -> 
 @pytest.mark.timeout(300)
 async def test_upload_killed_mid_write_completes_20_of_20() -> None:
     outcomes: list[str] = []
-    server = ServerProcess()
+    server = PatientServerProcess()
     target = await server.start()
     try:
         async with dummy_client(target) as client:
@@ -172,7 +173,7 @@ KIB = b"k" * 1024
 
 @contextlib.asynccontextmanager
 async def _server() -> AsyncIterator[ServerProcess]:
-    server = ServerProcess()
+    server = PatientServerProcess()
     await server.start()
     try:
         yield server
