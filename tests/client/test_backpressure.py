@@ -90,11 +90,12 @@ async def test_the_default_queue_holds_default_max_queued_messages() -> None:
     """
     assert grpcstream.DEFAULT_MAX_QUEUED == 64  # the documented value
     async with raw_server(client_stream=never_reads) as target, dummy_client(target) as client:
-        async with client.client_stream(client.stub.ClientStream) as upload:
-            for seq in range(grpcstream.DEFAULT_MAX_QUEUED):
-                upload.send_nowait(Req(seq=seq))
-            with pytest.raises(grpcstream.WouldBlock):
-                upload.send_nowait(Req(seq=grpcstream.DEFAULT_MAX_QUEUED))
-            stats = upload.statistics()
-            assert stats.queued == stats.max_size == grpcstream.DEFAULT_MAX_QUEUED
-            upload.cancel()
+        with pytest.raises(grpcstream.Cancelled):  # the server never reads: end the call
+            async with client.client_stream(client.stub.ClientStream) as upload:
+                for seq in range(grpcstream.DEFAULT_MAX_QUEUED):
+                    upload.send_nowait(Req(seq=seq))
+                with pytest.raises(grpcstream.WouldBlock):
+                    upload.send_nowait(Req(seq=grpcstream.DEFAULT_MAX_QUEUED))
+                stats = upload.statistics()
+                assert stats.queued == stats.max_size == grpcstream.DEFAULT_MAX_QUEUED
+                upload.cancel()
