@@ -18,14 +18,14 @@ import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
 from tests.client.doubles import Sleeps
-from tests.support.servers import WAIT, Context, dummy_client, raw_server, wait_until
+from tests.support.servers import WAIT, Context, UnaryHandler, dummy_client, raw_server, wait_until
 
 
 def _failing_unary(
     failures: int,
     code: grpc.StatusCode = grpc.StatusCode.UNAVAILABLE,
     trailers: tuple[tuple[str, str], ...] = (),
-) -> tuple[list[int], object]:
+) -> tuple[list[int], UnaryHandler]:
     attempts: list[int] = []
 
     async def handler(request: Req, context: Context) -> Reply:
@@ -44,7 +44,7 @@ async def test_unary_retries_unavailable_with_exponential_backoff(
     events: list[grpcstream.RetryEvent] = []
     policy = grpcstream.RetryPolicy(jitter=False, sleep=sleeps, on_retry=events.append)
     attempts, handler = _failing_unary(3)
-    async with raw_server(unary=handler) as target, dummy_client(target) as client:  # type: ignore[arg-type]
+    async with raw_server(unary=handler) as target, dummy_client(target) as client:
         reply = await client.unary(client.stub.Unary, Req(), retry=policy)
     assert reply.seq == 4
     assert attempts == [1, 2, 3, 4]
@@ -59,7 +59,7 @@ async def test_unary_retries_unavailable_with_exponential_backoff(
 async def test_equal_jitter_stays_between_half_the_cap_and_the_cap(sleeps: Sleeps) -> None:
     policy = grpcstream.RetryPolicy(max_attempts=5, sleep=sleeps)
     _, handler = _failing_unary(4)
-    async with raw_server(unary=handler) as target, dummy_client(target) as client:  # type: ignore[arg-type]
+    async with raw_server(unary=handler) as target, dummy_client(target) as client:
         await client.unary(client.stub.Unary, Req(), retry=policy)
     caps = [0.1, 0.2, 0.4, 0.8]
     assert len(sleeps.delays) == 4
@@ -68,7 +68,7 @@ async def test_equal_jitter_stays_between_half_the_cap_and_the_cap(sleeps: Sleep
 
 async def test_unary_never_retries_other_codes(sleeps: Sleeps) -> None:
     attempts, handler = _failing_unary(1, grpc.StatusCode.NOT_FOUND)
-    async with raw_server(unary=handler) as target, dummy_client(target) as client:  # type: ignore[arg-type]
+    async with raw_server(unary=handler) as target, dummy_client(target) as client:
         with pytest.raises(grpcstream.NotFound):
             await client.unary(client.stub.Unary, Req(), retry=grpcstream.RetryPolicy(sleep=sleeps))
     assert attempts == [1]
@@ -77,7 +77,7 @@ async def test_unary_never_retries_other_codes(sleeps: Sleeps) -> None:
 
 async def test_unary_gives_up_after_max_attempts(sleeps: Sleeps) -> None:
     attempts, handler = _failing_unary(100)
-    async with raw_server(unary=handler) as target, dummy_client(target) as client:  # type: ignore[arg-type]
+    async with raw_server(unary=handler) as target, dummy_client(target) as client:
         with pytest.raises(grpcstream.Unavailable):
             await client.unary(
                 client.stub.Unary, Req(), retry=grpcstream.RetryPolicy(max_attempts=3, sleep=sleeps)
@@ -165,12 +165,12 @@ async def test_deadline_is_a_hard_budget_even_with_instant_retries() -> None:
 
 async def test_pushback_trailer_sets_the_delay_and_negative_means_stop(sleeps: Sleeps) -> None:
     attempts, handler = _failing_unary(1, trailers=(("grpc-retry-pushback-ms", "250"),))
-    async with raw_server(unary=handler) as target, dummy_client(target) as client:  # type: ignore[arg-type]
+    async with raw_server(unary=handler) as target, dummy_client(target) as client:
         await client.unary(client.stub.Unary, Req(), retry=grpcstream.RetryPolicy(sleep=sleeps))
     assert sleeps.delays == [0.25]
 
     attempts, handler = _failing_unary(1, trailers=(("grpc-retry-pushback-ms", "-1"),))
-    async with raw_server(unary=handler) as target, dummy_client(target) as client:  # type: ignore[arg-type]
+    async with raw_server(unary=handler) as target, dummy_client(target) as client:
         with pytest.raises(grpcstream.Unavailable):
             await client.unary(client.stub.Unary, Req(), retry=grpcstream.RetryPolicy(sleep=sleeps))
     assert attempts == [1]
@@ -181,7 +181,7 @@ async def test_tenacity_strategies_are_accepted_as_they_are(sleeps: Sleeps) -> N
         stop=tenacity.stop_after_attempt(2), wait=tenacity.wait_fixed(0.05), sleep=sleeps
     )
     attempts, handler = _failing_unary(5)
-    async with raw_server(unary=handler) as target, dummy_client(target) as client:  # type: ignore[arg-type]
+    async with raw_server(unary=handler) as target, dummy_client(target) as client:
         with pytest.raises(grpcstream.Unavailable):
             await client.unary(client.stub.Unary, Req(), retry=policy)
     assert attempts == [1, 2]
@@ -221,7 +221,7 @@ async def test_grpc_service_config_retries_do_not_multiply_ours(sleeps: Sleeps) 
         }
     )
     policy = grpcstream.RetryPolicy(max_attempts=2, sleep=sleeps)
-    async with raw_server(unary=handler) as target:  # type: ignore[arg-type]
+    async with raw_server(unary=handler) as target:
         options = [("grpc.service_config", service_config)]
         async with grpcstream.connect(target, options=options) as channel:
             client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub)
