@@ -15,7 +15,7 @@ import pytest
 import grpcstream
 from grpcstream_demo.dummy_pb2 import Reply, Req
 from tests.client.doubles import STARTUP, PatientServerProcess, Sleeps
-from tests.support.servers import WAIT, Context, dummy_client, raw_server
+from tests.support.servers import WAIT, Context, dummy_client, raw_server, wait_for
 from tests.support.tcp_proxy import tcp_proxy
 
 
@@ -32,6 +32,7 @@ async def test_server_stream_resumes_after_sigkill_and_restart(sleeps: Sleeps) -
     events: list[grpcstream.RetryEvent] = []
     policy = grpcstream.RetryPolicy(sleep=sleeps, on_retry=events.append)
     received: list[int] = []
+    got_seven = asyncio.Event()
     try:
         async with dummy_client(target) as client:
 
@@ -41,8 +42,13 @@ async def test_server_stream_resumes_after_sigkill_and_restart(sleeps: Sleeps) -
                 ) as entries:
                     async for entry in entries:
                         received.append(entry.seq)
+                        if entry.seq == 7:
+                            got_seven.set()
 
             consumer = asyncio.create_task(consume())
+            # Kill only once the client holds entry 7: entries it has not read yet can die
+            # with the connection, and then the retry starts over instead of resuming.
+            await wait_for(got_seven)
             await process.wait_line("PAUSED 7")
             await process.kill()
             await process.start()  # same port
