@@ -8,9 +8,7 @@ from collections.abc import Callable
 import pytest
 
 from grpcstream import SendQueue, StreamClosedError, Unavailable, WouldBlock
-from grpcstream._exceptions import SEND_AFTER_CLOSE
-
-WAIT = 5.0
+from tests.support.servers import WAIT, grpcstream_tasks
 
 
 class Sink:
@@ -134,11 +132,11 @@ async def test_send_after_close_raises_and_sends_nothing() -> None:
     queue = make_queue(sink)
     await queue.send(1)
     await asyncio.wait_for(queue.close(), WAIT)
-    with pytest.raises(StreamClosedError, match="close_send"):
+    with pytest.raises(StreamClosedError, match="close_send") as from_send:
         await queue.send(2)
-    with pytest.raises(StreamClosedError) as info:
+    with pytest.raises(StreamClosedError) as from_send_nowait:
         queue.send_nowait(3)
-    assert str(info.value) == SEND_AFTER_CLOSE
+    assert str(from_send_nowait.value) == str(from_send.value)  # one message for both
     assert sink.received == [1]
 
 
@@ -156,6 +154,7 @@ async def test_fail_wakes_blocked_senders_with_the_error() -> None:
     queue = make_queue(sink, max_size=1)
     await queue.send(1)
     await asyncio.wait_for(sink.blocked.wait(), WAIT)
+    assert grpcstream_tasks()  # the writer, blocked in write()
     waiting = asyncio.create_task(queue.send(2))
     await until(lambda: queue.statistics().waiting_senders == 1)
     error = Unavailable("peer went away")
@@ -167,9 +166,7 @@ async def test_fail_wakes_blocked_senders_with_the_error() -> None:
     with pytest.raises(Unavailable):
         await queue.close()
     await asyncio.wait_for(queue.aclose(), WAIT)
-    writer = queue.writer_task()
-    assert writer is not None
-    assert writer.done()
+    assert not grpcstream_tasks(), "aclose() returned with the writer task still running"
 
 
 async def test_write_error_is_translated_and_reaches_senders() -> None:
@@ -181,9 +178,7 @@ async def test_write_error_is_translated_and_reaches_senders() -> None:
         max_size=2,
     )
     await queue.send(1)
-    writer = queue.writer_task()
-    assert writer is not None
-    await asyncio.wait_for(writer, WAIT)
+    await until(lambda: queue.error is not None)  # the writer met the error and ended
     with pytest.raises(Unavailable, match="translated ConnectionResetError"):
         await queue.send(2)
     assert isinstance(queue.error, Unavailable)
