@@ -179,9 +179,11 @@ async def test_cancelling_an_iterating_helper_task_cancels_the_rpc_too() -> None
 
 
 async def test_cancelling_the_task_blocked_in_send_cancels_the_rpc() -> None:
+    started = asyncio.Event()
     seen = asyncio.Event()
 
     async def never_reads_until_cancelled(requests: AsyncIterator[Req], context: Context) -> Reply:
+        started.set()
         try:
             await asyncio.Event().wait()
         except asyncio.CancelledError:
@@ -205,6 +207,9 @@ async def test_cancelling_the_task_blocked_in_send_cancels_the_rpc() -> None:
         async with asyncio.timeout(WAIT):
             while not handles or handles[0].statistics().waiting_senders == 0:  # noqa: ASYNC110
                 await asyncio.sleep(0.01)  # a status poll, not synchronisation
+        # Flow control can fill before the handler runs; a call cancelled before that never
+        # reaches it (seen under load), and then there is no handler to see the cancel.
+        await wait_for(started)
         await _cancel_and_expect_cancelled_error(task)
         await wait_for(seen)
         assert await handles[0].code() is grpc.StatusCode.CANCELLED
