@@ -10,14 +10,16 @@ stream.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any, Final
+from collections.abc import Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import grpc
 import grpc.aio
 from opentelemetry import propagate, trace
 from opentelemetry.metrics import (
     CallbackOptions,
+    Counter,
+    Histogram,
     MeterProvider,
     NoOpMeterProvider,
     Observation,
@@ -27,13 +29,16 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from opentelemetry.util.types import AttributeValue
 from typing_extensions import override
 
+from ._base import Metadata
+from ._grpc_compat import status_now
 from ._otel_broadcast import BroadcastObserver
 from ._retry import RetryEvent
 from ._send_queue import SendQueue
-from ._telemetry import CallTelemetry, Metadata
+from ._telemetry import CallTelemetry
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._client_handle import CallHandle
     from ._otel_server import ServerCall, TelemetryInterceptor
 
 __all__ = ["ClientCall", "Instruments"]
@@ -55,6 +60,23 @@ REPLAY_BYTES: Final = "grpcstream.client.replay_buffer.size"
 DRAINED: Final = "grpcstream.server.drained_streams"
 BATCHES_SENT: Final = "grpcstream.batches.sent"
 
+# Each instrument's (unit, description), by name.
+DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
+    CLIENT_DURATION: ("s", "Duration of an outgoing RPC (a stream: until it ends)."),
+    SERVER_DURATION: ("s", "Duration of an incoming RPC (a stream: until it ends)."),
+    SEND_WAIT: ("s", "How long a send() waited for room in a full send queue."),
+    RETRIES: ("{attempt}", "Attempts re-opened by the retry policy."),
+    RESUMES: ("{attempt}", "Streams re-opened with resume= after partial delivery."),
+    DRAINED: ("{stream}", "Server calls open during a drain, by outcome (finished or cut_off)."),
+    MESSAGES_SENT: ("{message}", "Messages handed to gRPC by grpcstream's streams."),
+    MESSAGES_RECEIVED: ("{message}", "Messages delivered to the application."),
+    STREAMS_ACTIVE: ("{stream}", "Calls in progress."),
+    QUEUE_DEPTH: ("{message}", "Messages waiting in send queues (summed per method and side)."),
+    BLOCKED_SENDERS: ("{task}", "Tasks waiting in send() for room in a full queue."),
+    BATCHES_SENT: ("{batch}", "Batches (wire messages) written by coalescing send queues."),
+    REPLAY_BYTES: ("By", "Bytes held for replay by retried client and bidi streams."),
+}
+
 SIDE = "grpcstream.side"
 CAUSE = "grpcstream.retry.cause"
 OUTCOME = "grpcstream.drain.outcome"
@@ -65,8 +87,6 @@ POSITION = "grpcstream.resume.position"
 # milliseconds-shaped and would put every stream in the last one).
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
-
-STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 Attributes = dict[str, AttributeValue]
 Key = tuple[str, str, str]  # (side, service, method)
@@ -113,81 +133,40 @@ class Instruments:
         if not metrics:
             meter_provider = NoOpMeterProvider()  # metrics=False: the histograms record nothing
         meter = (meter_provider or get_meter_provider()).get_meter(SCOPE, __version__)
-        self.client_duration = meter.create_histogram(
-            CLIENT_DURATION,
-            unit="s",
-            description="Duration of an outgoing RPC (a stream: until it ends).",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
-        self.server_duration = meter.create_histogram(
-            SERVER_DURATION,
-            unit="s",
-            description="Duration of an incoming RPC (a stream: until it ends).",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
-        self.send_wait = meter.create_histogram(
-            SEND_WAIT,
-            unit="s",
-            description="How long a send() waited for room in a full send queue.",
-            explicit_bucket_boundaries_advisory=WAIT_BUCKETS,
-        )
-        self.retries = meter.create_counter(
-            RETRIES, unit="{attempt}", description="Attempts re-opened by the retry policy."
-        )
-        self.resumes = meter.create_counter(
-            RESUMES,
-            unit="{attempt}",
-            description="Streams re-opened with resume= after partial delivery.",
-        )
-        self.drained = meter.create_counter(
-            DRAINED,
-            unit="{stream}",
-            description="Server calls open during a drain, by outcome (finished or cut_off).",
-        )
+
+        def histogram(name: str, buckets: Sequence[float]) -> Histogram:
+            unit, description = DESCRIPTIONS[name]
+            return meter.create_histogram(
+                name,
+                unit=unit,
+                description=description,
+                explicit_bucket_boundaries_advisory=buckets,
+            )
+
+        def counter(name: str) -> Counter:
+            unit, description = DESCRIPTIONS[name]
+            return meter.create_counter(name, unit=unit, description=description)
+
+        self.client_duration = histogram(CLIENT_DURATION, DURATION_BUCKETS)
+        self.server_duration = histogram(SERVER_DURATION, DURATION_BUCKETS)
+        self.send_wait = histogram(SEND_WAIT, WAIT_BUCKETS)
+        self.retries = counter(RETRIES)
+        self.resumes = counter(RESUMES)
+        self.drained = counter(DRAINED)
         if metrics:
-            meter.create_observable_counter(
-                MESSAGES_SENT,
-                [self._observe_sent],
-                unit="{message}",
-                description="Messages handed to gRPC by grpcstream's streams.",
+            observed = (
+                (meter.create_observable_counter, MESSAGES_SENT, self._observe_sent),
+                (meter.create_observable_counter, MESSAGES_RECEIVED, self._observe_received),
+                (meter.create_observable_up_down_counter, STREAMS_ACTIVE, self._observe_active),
+                (meter.create_observable_gauge, QUEUE_DEPTH, self._observe_depth),
+                (meter.create_observable_gauge, BLOCKED_SENDERS, self._observe_blocked),
+                (meter.create_observable_counter, BATCHES_SENT, self._observe_batches),
+                (meter.create_observable_gauge, REPLAY_BYTES, self._observe_replay),
             )
-            meter.create_observable_counter(
-                MESSAGES_RECEIVED,
-                [self._observe_received],
-                unit="{message}",
-                description="Messages delivered to the application.",
-            )
-            meter.create_observable_up_down_counter(
-                STREAMS_ACTIVE,
-                [self._observe_active],
-                unit="{stream}",
-                description="Calls in progress.",
-            )
-            meter.create_observable_gauge(
-                QUEUE_DEPTH,
-                [self._observe_depth],
-                unit="{message}",
-                description="Messages waiting in send queues (summed per method and side).",
-            )
-            meter.create_observable_gauge(
-                BLOCKED_SENDERS,
-                [self._observe_blocked],
-                unit="{task}",
-                description="Tasks waiting in send() for room in a full queue.",
-            )
-            meter.create_observable_counter(
-                BATCHES_SENT,
-                [self._observe_batches],
-                unit="{batch}",
-                description="Batches (wire messages) written by coalescing send queues.",
-            )
+            for create, name, callback in observed:
+                unit, description = DESCRIPTIONS[name]
+                create(name, [callback], unit=unit, description=description)
             self.broadcasts.register(meter)
-            meter.create_observable_gauge(
-                REPLAY_BYTES,
-                [self._observe_replay],
-                unit="By",
-                description="Bytes held for replay by retried client and bidi streams.",
-            )
 
     def describe(self) -> str:
         return f"metrics={self.metrics} traces={self.traces}"
@@ -327,14 +306,14 @@ def wait_recorder(instruments: Instruments, key: Key) -> Callable[[float], None]
     return record
 
 
-def final_code(call: object) -> grpc.StatusCode:
-    """The status of a finished grpc.aio call, read without awaiting (see _send_calls)."""
+def final_code(call: grpc.aio.Call | None) -> grpc.StatusCode:
+    """The status of a finished grpc.aio call, read without awaiting (``status_now()``)."""
     if call is None:
         return grpc.StatusCode.UNKNOWN  # never started (its token source failed)
-    status = getattr(getattr(call, "_cython_call", None), "_status", None)
+    status = status_now(call)
     if status is None:
         return grpc.StatusCode.CANCELLED  # still running as its handle ends: cancelled
-    return STATUS_FROM_CORE.get(status.code(), grpc.StatusCode.UNKNOWN)
+    return status[0]
 
 
 class _RetryCounter(CallTelemetry):
@@ -373,7 +352,7 @@ class ClientCall(CallTelemetry):
         self._instruments = instruments
         self.key = instruments.key("client", method_name)
         self._name = method_name.lstrip("/")
-        self._handle: object = None
+        self._handle: CallHandle | None = None
         self._attempts = 0
         self._done = False
         self._half_closed = False
@@ -384,7 +363,7 @@ class ClientCall(CallTelemetry):
 
     @override
     def bind(self, handle: object) -> None:
-        self._handle = handle
+        self._handle = cast("CallHandle", handle)
 
     def _started(self) -> None:
         # The first attempt starts the call: a handle that is never entered costs nothing
@@ -409,7 +388,7 @@ class ClientCall(CallTelemetry):
         if span is None:
             return metadata
         parent = span
-        if getattr(self._handle, "_retrier", None) is not None:
+        if self._handle is not None and self._handle._retrier is not None:
             # One span per attempt, child of the call's span and linked from it: the
             # server span of each attempt hangs under its attempt.
             self._end_attempt(None)
@@ -440,7 +419,7 @@ class ClientCall(CallTelemetry):
     def retrying(self, event: RetryEvent) -> None:
         handle = self._handle
         instruments = self._instruments
-        resumed = getattr(handle, "_last", None) is not None
+        resumed = handle is not None and handle._resumed()
         cause = event.code.name
         counter = instruments.resumes if resumed else instruments.retries
         counter.add(1, instruments.with_(self.key, CAUSE, cause))
@@ -453,7 +432,7 @@ class ClientCall(CallTelemetry):
             "grpcstream.retry.delay": event.delay,
         }
         if resumed:
-            attributes[POSITION] = int(getattr(handle, "_received", 0))
+            attributes[POSITION] = self.received()
         span.add_event("resume" if resumed else "retry", attributes)
         attempt = self._attempt_span
         if attempt is not None:
@@ -480,13 +459,12 @@ class ClientCall(CallTelemetry):
         return self._attempts if queue is None else queue.statistics().sent
 
     def received(self) -> int:
-        return int(getattr(self._handle, "_received", 0))
+        handle = self._handle
+        received = None if handle is None else handle._responses_received()
+        return 0 if received is None else received
 
     def replay_bytes(self) -> int:
-        handle = self._handle
-        if getattr(handle, "_replay", None) is None:
-            return 0
-        return int(getattr(handle, "_replay_bytes", 0))
+        return 0 if self._handle is None else self._handle._replay_size()
 
     @override
     def finish(self, handle: object) -> None:
@@ -496,9 +474,10 @@ class ClientCall(CallTelemetry):
         if self._attempts == 0:
             return  # never started (its token source failed): there is nothing to report
         instruments = self._instruments
-        code = final_code(getattr(handle, "_call", None))
+        call = cast("CallHandle", handle)
+        code = final_code(call._call)
         received = self.received()
-        if not hasattr(handle, "_received") and code is grpc.StatusCode.OK:
+        if call._responses_received() is None and code is grpc.StatusCode.OK:
             received = 1  # the single response of a unary or client-streaming call
         instruments.ended(self, self.sent(), received)
         instruments.client_duration.record(
