@@ -87,6 +87,8 @@ async def test_unary_gives_up_after_max_attempts(sleeps: Sleeps) -> None:
 
 BUDGET = 2.0
 """RetryPolicy(deadline=) in the budget test: room for two quick failures on a loaded machine."""
+ROUNDING = 0.05
+"""How much more than the client's timeout a server's time_remaining() can show (~9 ms seen)."""
 
 
 async def test_deadline_is_the_total_budget_across_attempts() -> None:
@@ -127,10 +129,13 @@ async def test_deadline_is_the_total_budget_across_attempts() -> None:
         (1, grpc.StatusCode.UNAVAILABLE),
         (2, grpc.StatusCode.UNAVAILABLE),
     ]
-    assert budgets[0] <= BUDGET  # the first attempt's timeout is the budget, not the 30 s
+    # The first attempt's timeout is the budget, not the 30 s.
+    assert budgets[0] <= BUDGET + ROUNDING
     # The third attempt started after both backoffs had been slept: at most what was left.
-    assert budgets[2] <= BUDGET - (0.1 + 0.2) + 0.05  # grpc-timeout rounding
-    assert elapsed < BUDGET + 1.0  # the budget plus a margin for a loaded machine
+    assert budgets[2] <= BUDGET - (0.1 + 0.2) + ROUNDING
+    # It ends with the budget, not with the client's 30 s; when exactly is up to a loaded
+    # machine's timers (2.7 s late was seen), so the bound is loose.
+    assert elapsed < BUDGET + WAIT
 
 
 async def test_deadline_is_a_hard_budget_even_with_instant_retries() -> None:
