@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import grpc
 import grpc.aio
@@ -11,10 +12,10 @@ import pytest
 import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
-from tests.support.dummy_servicer import DummyStreamService
+from tests.client.doubles import Echo, PatientServerProcess
 from tests.support.servers import (
     WAIT,
-    ServerProcess,
+    DummyClient,
     dummy_client,
     grpcstream_tasks,
     raw_server,
@@ -32,7 +33,7 @@ def _resume(request: Req, last: Reply) -> Req:
 
 
 async def test_a_stalled_connection_is_detected_by_keepalive_then_resumed() -> None:
-    server = ServerProcess()
+    server = PatientServerProcess()
     await server.start()
     retries: list[tuple[float, grpcstream.RetryEvent]] = []
     detected = asyncio.Event()
@@ -110,7 +111,7 @@ IDLE = 0.5  # idle_timeout in the tests below
 
 async def test_idle_timeout_ends_a_quiet_server_stream_and_resume_continues_it() -> None:
     """The server goes quiet after entry 5; idle_timeout notices, resume picks up at 6."""
-    server = ServerProcess()
+    server = PatientServerProcess()
     target = await server.start()
     retries: list[grpcstream.RetryEvent] = []
     try:
@@ -133,7 +134,7 @@ async def test_idle_timeout_ends_a_quiet_server_stream_and_resume_continues_it()
 
 
 async def test_idle_timeout_on_a_bidi_stream_is_retried_through_resume() -> None:
-    async with serving(DummyStreamService()) as (_, target), dummy_client(target) as client:
+    async with serving(Echo()) as (_, target), dummy_client(target) as client:
         retries: list[grpcstream.RetryEvent] = []
         async with client.bidi_stream(
             client.stub.Bidi,
@@ -154,7 +155,7 @@ async def test_idle_timeout_on_a_bidi_stream_is_retried_through_resume() -> None
 
 
 async def test_idle_timeout_without_retry_raises_the_typed_error() -> None:
-    async with serving(DummyStreamService()) as (_, target), dummy_client(target) as client:
+    async with serving(Echo()) as (_, target), dummy_client(target) as client:
         async with client.bidi_stream(client.stub.Bidi, idle_timeout=IDLE) as chat:
             await chat.send(Req(seq=1))
             assert (await chat.receive()).seq == 1
@@ -165,7 +166,7 @@ async def test_idle_timeout_without_retry_raises_the_typed_error() -> None:
 
 
 async def test_server_idle_timeout_ends_a_silent_upload_with_unavailable() -> None:
-    service = DummyStreamService()
+    service = Echo()
     service.idle_timeout = IDLE
     async with serving(service) as (_, target), dummy_client(target) as client:
         with pytest.raises(grpcstream.Unavailable, match="idle_timeout"):
@@ -187,11 +188,17 @@ def test_the_keepalive_presets_and_their_enforcement() -> None:
     assert options["grpc.http2.ping_timeout_ms"] == options["grpc.keepalive_timeout_ms"]
 
 
+@pytest.mark.parametrize("kwargs", [{"time": 0}, {"timeout": -1}, {"time": "30"}])
+def test_keepalive_rejects_bad_durations(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match="positive number of seconds"):
+        grpcstream.KeepAlive(**kwargs)
+
+
 @pytest.mark.parametrize("bad", [0, -1.0, True, "1"])
-async def test_idle_timeout_rejects_bad_values(bad: object) -> None:
-    async with serving(DummyStreamService()) as (_, target), dummy_client(target) as client:
-        with pytest.raises(ValueError, match="idle_timeout"):
-            client.server_stream(client.stub.ServerStream, Req(), idle_timeout=bad)  # type: ignore[call-overload]
-        with pytest.raises(ValueError, match="idle_timeout"):
-            client.bidi_stream(client.stub.Bidi, idle_timeout=bad)  # type: ignore[call-overload]
+async def test_idle_timeout_rejects_bad_values(bad: object, echo_client: DummyClient) -> None:
+    client = echo_client
+    with pytest.raises(ValueError, match="idle_timeout"):
+        client.server_stream(client.stub.ServerStream, Req(), idle_timeout=bad)  # type: ignore[call-overload]
+    with pytest.raises(ValueError, match="idle_timeout"):
+        client.bidi_stream(client.stub.Bidi, idle_timeout=bad)  # type: ignore[call-overload]
     assert client.open_streams == 0

@@ -1,8 +1,9 @@
-"""Misuse fails before anything is sent, and the server can tell when its client is gone.
+"""Misuse fails at once and clearly, before anything is sent.
 
-A call helper given the wrong kind of method, or a message of the wrong class, raises at
-once: the server (which counts every RPC that reaches it, even unimplemented ones) sees
-no RPC, and a stream that is open sends nothing of the bad message.
+A call helper given the wrong kind of method, a message of the wrong class or a bad
+option raises at once: the server (which counts every RPC that reaches it, even
+unimplemented ones) sees no RPC, and a stream that is open sends nothing of the bad
+message. A stream used before ``async with``, or read by two tasks, is refused.
 """
 
 from __future__ import annotations
@@ -18,8 +19,16 @@ import pytest
 import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
-from tests.support.dummy_servicer import DummyStreamService
-from tests.support.servers import WAIT, DummyClient, dummy_client, serving, wait_for
+from tests.client.doubles import Echo
+from tests.support.servers import (
+    WAIT,
+    Context,
+    DummyClient,
+    dummy_client,
+    raw_server,
+    serving,
+    wait_for,
+)
 
 
 class RpcCounter(grpc.aio.ServerInterceptor):
@@ -75,7 +84,7 @@ async def test_a_method_of_the_wrong_kind_starts_no_rpc(misuse: str) -> None:
     call, message = WRONG_KIND[misuse]
     counter = RpcCounter()
     async with (
-        serving(DummyStreamService(), interceptors=[counter]) as (_, target),
+        serving(Echo(), interceptors=[counter]) as (_, target),
         dummy_client(target, timeout=WAIT) as client,
     ):
         with pytest.raises(grpcstream.UsageError, match=message):
@@ -109,7 +118,7 @@ async def test_a_request_of_the_wrong_class_starts_no_rpc(misuse: str) -> None:
     call, message = WRONG_REQUEST[misuse]
     counter = RpcCounter()
     async with (
-        serving(DummyStreamService(), interceptors=[counter]) as (_, target),
+        serving(Echo(), interceptors=[counter]) as (_, target),
         dummy_client(target, timeout=WAIT) as client,
     ):
         with pytest.raises(TypeError, match=message):
@@ -122,23 +131,24 @@ async def test_a_request_of_the_wrong_class_starts_no_rpc(misuse: str) -> None:
 
 @pytest.mark.parametrize("pattern", ["client_stream", "bidi_stream"])
 @pytest.mark.parametrize("how", ["send", "send_nowait"])
-async def test_a_send_of_the_wrong_class_sends_nothing(pattern: str, how: str) -> None:
-    servicer = DummyStreamService()
-    async with serving(servicer) as (_, target), dummy_client(target, timeout=WAIT) as client:
-        method = client.stub.ClientStream if pattern == "client_stream" else client.stub.Bidi
-        async with getattr(client, pattern)(method) as stream:
-            for wrong in (Reply(seq=7), {"seq": 7}, b"\x08\x07"):
-                with pytest.raises(TypeError, match="nothing was sent") as caught:
-                    if how == "send":
-                        await stream.send(wrong)
-                    else:
-                        stream.send_nowait(wrong)
-                assert f"takes Req messages, got {type(wrong).__name__}" in str(caught.value)
-            await stream.send(Req(seq=1))
-            await stream.close_send()
-            if pattern == "bidi_stream":
-                assert [reply.seq async for reply in stream] == [1]
-        assert servicer.requests_seen == [Req(seq=1)]
+async def test_a_send_of_the_wrong_class_sends_nothing(
+    pattern: str, how: str, echo: Echo, echo_client: DummyClient
+) -> None:
+    client = echo_client
+    method = client.stub.ClientStream if pattern == "client_stream" else client.stub.Bidi
+    async with getattr(client, pattern)(method) as stream:
+        for wrong in (Reply(seq=7), {"seq": 7}, b"\x08\x07"):
+            with pytest.raises(TypeError, match="nothing was sent") as caught:
+                if how == "send":
+                    await stream.send(wrong)
+                else:
+                    stream.send_nowait(wrong)
+            assert f"takes Req messages, got {type(wrong).__name__}" in str(caught.value)
+        await stream.send(Req(seq=1))
+        await stream.close_send()
+        if pattern == "bidi_stream":
+            assert [reply.seq async for reply in stream] == [1]
+    assert echo.requests_seen == [Req(seq=1)]
 
 
 class WrongReplies(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):
@@ -171,60 +181,84 @@ async def test_server_stream_send_of_the_wrong_class_sends_nothing() -> None:
     assert "takes Reply messages, got str: nothing was sent" in servicer.refused[2]
 
 
-# -- the server sees its client go -------------------------------------------------------------
+async def _one_reply_then_silence(request: Req, context: Context) -> None:
+    await context.write(Reply(seq=1))
+    await asyncio.Event().wait()
 
 
-class Watcher(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):
-    """Handlers that wait and record what ``cancelled()`` says once the client is gone."""
+async def test_iterating_from_two_tasks_is_refused() -> None:
+    got_first = asyncio.Event()
+    async with (
+        raw_server(server_stream=_one_reply_then_silence) as target,
+        dummy_client(target) as client,
+    ):
+        async with client.server_stream(client.stub.ServerStream, Req()) as replies:
 
-    def __init__(self) -> None:
-        self.started = asyncio.Event()
-        self.saw_cancelled = asyncio.Event()
-        self.before: bool | None = None
+            async def iterate() -> None:
+                async for _ in replies:
+                    got_first.set()  # the loop goes straight on into the next read
 
-    @grpcstream.unary
-    async def Unary(self, request: Req, context: grpcstream.CallContext) -> Reply:
-        self.before = context.cancelled()
-        self.started.set()
-        try:
-            await asyncio.Event().wait()
-        except asyncio.CancelledError:
-            if context.cancelled() and context.done():
-                self.saw_cancelled.set()
-            raise
-        return Reply()  # pragma: no cover - never reached
-
-    @grpcstream.server_streaming
-    async def ServerStream(self, request: Req, stream: grpcstream.ServerStream[Reply]) -> None:
-        self.before = stream.cancelled()
-        await stream.send(Reply(seq=1))
-        self.started.set()
-        # Poll the state a handler would poll between units of work.
-        while not stream.cancelled():  # noqa: ASYNC110 - the state under test
-            await asyncio.sleep(0.005)
-        self.saw_cancelled.set()
-        await asyncio.Event().wait()  # returning now could still end the call with OK
+            first = asyncio.create_task(iterate())
+            await wait_for(got_first)  # so the first task now waits in that read
+            with pytest.raises(grpcstream.BusyStreamError):
+                async with asyncio.timeout(WAIT):
+                    await anext(replies)
+            assert not first.done()  # the refused read did not disturb the first reader
+            first.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await first
 
 
-@pytest.mark.parametrize("pattern", ["unary", "server_stream"])
-@pytest.mark.parametrize("how", ["client cancels", "deadline passes"])
-async def test_cancelled_turns_true_when_the_client_is_gone(pattern: str, how: str) -> None:
-    servicer = Watcher()  # type: ignore[abstract]
-    timeout = 0.5 if how == "deadline passes" else WAIT
-    async with serving(servicer) as (_, target), dummy_client(target, timeout=timeout) as client:
-        if pattern == "unary":
-            call = client.unary_call(client.stub.Unary, Req())
-            await wait_for(servicer.started)
-            if how == "client cancels":
-                call.cancel()
-            with pytest.raises((grpcstream.Cancelled, grpcstream.DeadlineExceeded)):
-                await call
-        else:
-            with pytest.raises((grpcstream.Cancelled, grpcstream.DeadlineExceeded)):
-                async with client.server_stream(client.stub.ServerStream, Req()) as replies:
-                    async for _ in replies:
-                        await wait_for(servicer.started)
-                        if how == "client cancels":
-                            replies.cancel()
-        await wait_for(servicer.saw_cancelled)
-    assert servicer.before is False
+async def test_stream_must_be_entered_before_use() -> None:
+    async def handler(request: Req, context: Context) -> None:
+        return None
+
+    async with raw_server(server_stream=handler) as target, dummy_client(target) as client:
+        replies = client.server_stream(client.stub.ServerStream, Req())
+        with pytest.raises(grpcstream.UsageError, match="async with"):
+            await anext(replies)
+        async with replies:
+            assert [r async for r in replies] == []
+        with pytest.raises(grpcstream.UsageError, match="already used"):
+            async with replies:
+                pass
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"timeout": -1}, ValueError, "timeout"),
+        ({"timeout": 0}, ValueError, "timeout"),
+        ({"timeout": "1"}, ValueError, "timeout"),
+        ({"max_queued": 0}, ValueError, "max_queued"),
+        ({"max_queued": 2.0}, ValueError, "max_queued"),
+        ({"metadata": (("Upper", "v"),)}, ValueError, "lowercase"),
+        ({"metadata": (("a b", "v"),)}, ValueError, "lowercase"),
+        ({"metadata": (("k-bin", "text"),)}, TypeError, "bytes"),
+        ({"metadata": (("k", 5),)}, TypeError, "str or bytes"),
+        ({"metadata": ("kv",)}, TypeError, "pairs"),
+        ({"metadata": "k=v"}, TypeError, "pairs"),
+    ],
+)
+async def test_bad_client_and_call_options_raise_clear_errors(
+    kwargs: dict[str, Any], error: type[Exception], match: str
+) -> None:
+    async with grpcstream.connect("127.0.0.1:1") as channel:
+        with pytest.raises(error, match=match):
+            grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub, **kwargs)
+        client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub)
+        stub = client.stub
+        starts: list[Callable[[], object]] = [
+            lambda: client.client_stream(stub.ClientStream, **kwargs),
+            lambda: client.bidi_stream(stub.Bidi, **kwargs),
+        ]
+        if "max_queued" not in kwargs:  # only the sending patterns have a queue
+            starts.append(lambda: client.server_stream(stub.ServerStream, Req(), **kwargs))
+            starts.append(lambda: client.unary_call(stub.Unary, Req(), **kwargs))
+        for start in starts:
+            with pytest.raises(error, match=match):
+                start()
+        if "max_queued" not in kwargs:
+            with pytest.raises(error, match=match):
+                await client.unary(stub.Unary, Req(), **kwargs)
+        assert client.open_streams == 0

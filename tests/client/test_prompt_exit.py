@@ -11,7 +11,7 @@ import pytest
 
 import grpcstream
 from grpcstream_demo.dummy_pb2 import Reply, Req
-from tests.support.dummy_servicer import DummyStreamService
+from tests.client.doubles import Echo
 from tests.support.servers import WAIT, dummy_client, grpcstream_tasks, serving, wait_until
 
 BIG = b"b" * 64 * 1024
@@ -34,7 +34,7 @@ class _Leave(Exception):
 async def test_leaving_a_bidi_block_with_a_blocked_producer_takes_under_a_second(
     timeout: float | None, how: str
 ) -> None:
-    async with serving(DummyStreamService()) as (_, target), dummy_client(target) as client:
+    async with serving(Echo()) as (_, target), dummy_client(target) as client:
         loop = asyncio.get_running_loop()
         blocked = asyncio.Event()
         left_at = 0.0
@@ -92,13 +92,24 @@ def no_gc() -> Iterator[None]:
 STORM = 1000
 
 
+class EchoAndCountForEver(Echo):
+    """``Echo``, and a ``ServerStream`` that sends 1, 2, 3, ... until the client goes."""
+
+    @grpcstream.server_streaming
+    async def ServerStream(self, request: Req, stream: grpcstream.ServerStream[Reply]) -> None:
+        seq = 0
+        while True:
+            seq += 1
+            await stream.send(Reply(seq=seq))
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(240)
 @pytest.mark.usefixtures("no_gc")
 async def test_a_storm_of_cancelling_clients_leaves_nothing_behind() -> None:
     """1,000 tasks cancelled in send(), close_send(), iteration and mid-spawn: none hangs."""
     rng = random.Random(13)
-    async with serving(DummyStreamService()) as (_, target), dummy_client(target) as client:
+    async with serving(EchoAndCountForEver()) as (_, target), dummy_client(target) as client:
         started = 0
 
         async def upload() -> None:
@@ -127,7 +138,7 @@ async def test_a_storm_of_cancelling_clients_leaves_nothing_behind() -> None:
 
         async def follow() -> None:
             nonlocal started
-            async with client.server_stream(client.stub.ServerStream, Req(value="endless")) as s:
+            async with client.server_stream(client.stub.ServerStream, Req()) as s:
                 started += 1
                 async for _ in s:
                     pass

@@ -1,6 +1,6 @@
 """A DummyService server in its own process, so tests can kill it for real.
 
-``python -m tests.subprocess_server [--port N]`` prints ``PORT <n>`` once serving. Its
+``python -m tests.support.subprocess_server [--port N]`` prints ``PORT <n>`` once serving. Its
 ``ServerStream`` sends entries ``after_seq+1 .. total`` where the request's ``value`` is
 ``"<total>:<pause_at>[:<interval_ms>]"``: after entry ``pause_at`` (0: never) it prints
 ``PAUSED <seq>`` and stops sending (but keeps the stream open) until the test kills the
