@@ -19,7 +19,6 @@ from collections.abc import Awaitable, Callable
 import tenacity
 
 from grpcstream import SendQueue
-from grpcstream._exceptions import map_grpc_errors
 
 __all__ = ["main", "measure_all"]
 
@@ -76,12 +75,6 @@ async def _plain_try(count: int) -> None:
             raise
 
 
-async def _mapped(count: int) -> None:
-    for _ in range(count):
-        with map_grpc_errors():
-            await _noop()
-
-
 async def _noop() -> None:
     return None
 
@@ -126,8 +119,6 @@ async def measure_all(count: int, rounds: int) -> list[tuple[str, float, str]]:
     direct = await _best_of(rounds, count, _direct_writes)
     queued = await _best_of(rounds, count, _queued_writes)
     handoff = await _best_of(rounds, max(1, count // 4), _queued_handoffs)
-    plain = await _best_of(rounds, count, _plain_try)
-    mapped = await _best_of(rounds, count, _mapped)
     retry_count = max(1, count // 20)
     retried = await _best_of(rounds, retry_count, _tenacity_first_attempt)
     direct_calls = await _best_of(rounds, retry_count, _plain_try)
@@ -137,7 +128,6 @@ async def measure_all(count: int, rounds: int) -> list[tuple[str, float, str]]:
         ("SendQueue.send, idle writer woken per message (ping-pong)", handoff, "µs/msg"),
         ("SendQueue overhead, bulk", queued - direct, "µs/msg"),
         ("SendQueue overhead, per hand-off (incl. an Event)", handoff - direct, "µs/msg"),
-        ("map_grpc_errors() around one await", mapped - plain, "µs/use"),
         ("tenacity.AsyncRetrying, one successful attempt", retried - direct_calls, "µs/call"),
         ("memory per SendQueue with a parked writer task", await _send_queue_bytes(1000), "bytes"),
     ]

@@ -5,11 +5,17 @@ The public API lives here; everything else is in private modules.
 
 from __future__ import annotations
 
-from ._base import USE_CLIENT_DEFAULT, StreamState, UseClientDefault
+from ._auth import DEFAULT_PUBLIC_SERVICES, BearerAuth, BearerToken, current_principal
+from ._base import USE_CLIENT_DEFAULT, MetadataArg, UseClientDefault
 from ._batching import Batching
 from ._broadcast import DEFAULT_MAX_ENTRIES, Broadcast, BroadcastStatistics
-from ._calls import CallHandle, ResponseStream, UnaryCall
-from ._client import MetadataArg, StreamClient, connect
+from ._client import StreamClient
+from ._client_bidi import BidiStream
+from ._client_channel import connect
+from ._client_handle import CallHandle
+from ._client_receive import ResponseStream
+from ._client_send import ClientStream
+from ._client_unary import UnaryCall
 from ._exceptions import (
     Aborted,
     AlreadyExists,
@@ -42,27 +48,19 @@ from ._exceptions import (
 from ._options import DEFAULT_MAX_MESSAGE_BYTES, Compression, KeepAlive, KeepAliveEnforcement
 from ._redis_config import RedisStreams
 from ._retry import RetryEvent, RetryPolicy
-from ._security import (
-    DEFAULT_PUBLIC_SERVICES,
-    BearerAuth,
-    BearerToken,
-    ClientTLS,
-    ServerTLS,
-    current_principal,
-)
-from ._send_calls import BidiStream, ClientStream
 from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
 from ._server import DEFAULT_GRACE, StreamServer
-from ._server_stream import CallContext, RequestStream, ServerStream
-from ._servicer import (
+from ._server_servicer import (
     StreamServicer,
     bidi_streaming,
     client_streaming,
     server_streaming,
     unary,
 )
+from ._server_stream import CallContext, RequestStream, ServerStream
 from ._subscription import Subscription, SubscriptionStatistics
 from ._telemetry import Telemetry
+from ._tls import ClientTLS, ServerTLS
 from ._version import __version__
 
 __all__ = [
@@ -117,7 +115,6 @@ __all__ = [
     "StreamClosedError",
     "StreamServer",
     "StreamServicer",
-    "StreamState",
     "Subscription",
     "SubscriptionStatistics",
     "Telemetry",

@@ -15,30 +15,27 @@ writes ordinary batches.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 import grpc.aio
 from typing_extensions import override
 
-from ._calls import ResponseStream
 from ._exceptions import UsageError
 from ._options import DEFAULT_MAX_MESSAGE_BYTES
-from ._send_calls import BidiStream
 from ._server_stream import RequestStream
+from ._validate import non_negative_seconds, positive_count
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator
-    from typing import Self
 
 __all__ = [
     "DEFAULT_BATCH_MAX_ENTRIES",
     "Batching",
-    "BatchedBidiStream",
     "BatchedCall",
     "BatchedRequestStream",
-    "BatchedResponseStream",
     "Packer",
+    "check_batching",
     "check_servicer_batching",
 ]
 
@@ -145,15 +142,12 @@ class Batching(Generic[BatchT, EntryT]):
                 f"{descriptor.full_name}.{field} holds {found}, not {entry_name}: a batch "
                 f"field must be 'repeated {entry_name}'"
             )
-        for name, bound in (("max_entries", max_entries), ("max_bytes", max_bytes or 1)):
-            if isinstance(bound, bool) or not isinstance(bound, int) or bound < 1:
-                raise ValueError(f"{name} must be an int >= 1, got {bound!r}")
-        if max_queued is not None and (
-            isinstance(max_queued, bool) or not isinstance(max_queued, int) or max_queued < 1
-        ):
-            raise ValueError(f"max_queued must be an int >= 1 or None, got {max_queued!r}")
-        if isinstance(linger, bool) or not isinstance(linger, int | float) or not linger >= 0:
-            raise ValueError(f"linger must be a number of seconds >= 0, got {linger!r}")
+        positive_count("max_entries", max_entries)
+        if max_bytes is not None:
+            positive_count("max_bytes", max_bytes)
+        if max_queued is not None:
+            positive_count("max_queued", max_queued)
+        linger = non_negative_seconds("linger", linger)
         self.batch_type = batch_type
         self.entry_type = entry_type
         self.field = field
@@ -361,74 +355,6 @@ class BatchedCall:
         return self._call.__await__()  # type: ignore[no-any-return]
 
 
-async def _next_entry(stream: Any, read_batch: Callable[[], Awaitable[Any]]) -> Any:
-    """The next entry of a batched response stream (``ResponseStream`` or ``BidiStream``).
-
-    ``read_batch`` is the parent class's ``__anext__``, which reads the next batch with its
-    retry and resume; it counts a batch, so the count is corrected to entries here.
-    """
-    pending = stream._pending
-    if pending is not None:
-        entry = next(pending, None)
-        if entry is not None:
-            stream._received += 1
-            stream._last = entry
-            return entry
-        stream._pending = None
-    last = stream._last
-    while True:
-        message = await read_batch()
-        stream._received -= 1  # the parent counted a batch; entries are counted here
-        pending = iter(getattr(message, stream._field))
-        first = next(pending, None)
-        if first is not None:
-            stream._pending = pending
-            stream._received += 1
-            stream._last = first
-            return first
-        stream._last = last  # an empty batch: resume still starts after the last entry
-
-
-class BatchedResponseStream(ResponseStream[EntryT]):
-    """A server stream whose responses are batches, iterated entry by entry.
-
-    The entries of a batch are handed out without touching the call; the next batch is
-    read (with the parent's retry and resume) only once they are all out, so ``resume``
-    always sees the last entry actually delivered. ``received`` counts entries.
-    """
-
-    __slots__ = ("_batch_type", "_field", "_pending")
-
-    def _unbatch(self, batching: Batching[Any, EntryT]) -> Self:
-        self._batch_type: type[Any] = batching.batch_type
-        self._field = batching.field
-        self._pending: Iterator[EntryT] | None = None
-        return self
-
-    @override
-    async def __anext__(self) -> EntryT:
-        entry: EntryT = await _next_entry(self, super().__anext__)
-        return entry
-
-
-class BatchedBidiStream(BidiStream[ReqT, EntryT]):
-    """A bidi stream whose responses are batches, iterated entry by entry (see
-    ``BatchedResponseStream``)."""
-
-    __slots__ = ("_batch_type", "_field", "_pending")
-
-    def _unbatch(self, batching: Batching[Any, EntryT]) -> Self:
-        self._batch_type: type[Any] = batching.batch_type
-        self._field = batching.field
-        self._pending: Iterator[EntryT] | None = None
-        return self
-
-    @override
-    async def __anext__(self) -> EntryT:
-        entry: EntryT = await _next_entry(self, super().__anext__)
-        return entry
-
-
 class BatchedRequestStream(RequestStream[EntryT]):
     """The entries of a batched request stream, one at a time, for a handler.
 
@@ -496,6 +422,17 @@ def mark_batched(adapted: Any, batching: Batching[Any, Any], pattern: str) -> _M
     record = _MethodBatching(batching, pattern)
     adapted._grpcstream_batching = record
     return record
+
+
+def check_batching(batching: object) -> Batching[Any, Any]:
+    """``batching`` if it is a ``Batching``.
+
+    Raises:
+        TypeError: it is anything else.
+    """
+    if not isinstance(batching, Batching):
+        raise TypeError(f"batching must be a grpcstream.Batching, got {batching!r}")
+    return batching
 
 
 def check_servicer_batching(servicer: object, service_name: str) -> None:

@@ -11,61 +11,27 @@ GrpcStreamError
 └── WouldBlock                                   send_nowait on a full queue
 ```
 
-No raw ``grpc.aio.AioRpcError`` reaches users: every call site that talks to grpc
-translates what grpc raises with ``rpc_error()`` (through the call handles'
-``_translate``, which also undoes grpc.aio's hidden statuses) or ``map_grpc_errors()``,
-and chains the original as ``__cause__``.
+No raw ``grpc.aio.AioRpcError`` reaches users: ``_grpc_compat`` is the one boundary
+where grpc's statuses and errors become these classes (``rpc_error()`` builds them), with
+the original chained as ``__cause__``.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator, Sequence
-from typing import ClassVar
+import warnings
+from collections.abc import Sequence
+from typing import Any
 
 import grpc
-import grpc.aio
 from typing_extensions import override
 
-__all__ = [
-    "Aborted",
-    "AlreadyExists",
-    "BrokenStreamError",
-    "BusyStreamError",
-    "Cancelled",
-    "DataLoss",
-    "DeadlineExceeded",
-    "FailedPrecondition",
-    "GrpcStreamError",
-    "IdleTimeout",
-    "Internal",
-    "InvalidArgument",
-    "Metadata",
-    "NotFound",
-    "OutOfRange",
-    "PermissionDenied",
-    "ResourceExhausted",
-    "RetryNotPossibleError",
-    "RpcError",
-    "StreamClosedError",
-    "Unauthenticated",
-    "Unavailable",
-    "Unimplemented",
-    "Unknown",
-    "UsageError",
-    "StatusCode",
-    "WouldBlock",
-    "map_grpc_errors",
-    "rpc_error",
-    "status_error",
-]
+from ._base import Metadata, to_metadata
+
+# The public names are re-exported, and listed, by grpcstream/__init__.py.
 
 StatusCode = grpc.StatusCode
 """The gRPC status codes (``grpc.StatusCode``), so that ``handle.code()`` can be compared
 without importing grpc: ``await call.code() is grpcstream.StatusCode.OK``."""
-
-Metadata = tuple[tuple[str, str | bytes], ...]
-"""Metadata as grpcstream returns it: an immutable sequence of ``(key, value)`` pairs."""
 
 SEND_AFTER_CLOSE = "send() after close_send(): the stream is half-closed and nothing was sent"
 SEND_ON_CLOSED = "send() on a stream that has ended: nothing was sent"
@@ -122,12 +88,13 @@ class RpcError(GrpcStreamError):
     client to handle a remote failure. ``except grpcstream.Unavailable`` is the idiom.
 
     Attributes:
-        code: the gRPC status code.
+        code: the gRPC status code; each subclass also carries its own as a class
+            attribute (``NotFound.code is StatusCode.NOT_FOUND``).
         details: the status message sent by the peer (may be empty).
         trailing_metadata: the trailers that came with the status.
     """
 
-    status_code: ClassVar[grpc.StatusCode] = grpc.StatusCode.UNKNOWN
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
     def __init__(
         self,
@@ -136,15 +103,24 @@ class RpcError(GrpcStreamError):
         trailing_metadata: Sequence[tuple[str, str | bytes]] = (),
         code: grpc.StatusCode | None = None,
     ) -> None:
-        self.code: grpc.StatusCode = code if code is not None else self.status_code
+        if code is not None:
+            self.code = code
         self.details: str = details
-        self.trailing_metadata: Metadata = tuple((str(k), v) for k, v in trailing_metadata)
+        self.trailing_metadata: Metadata = to_metadata(trailing_metadata)
         super().__init__(details)
 
     @property
     def status(self) -> grpc.StatusCode:
-        """Alias of ``code`` (grpclib calls it ``status``)."""
+        """Deprecated alias of ``code``; warns with ``DeprecationWarning``."""
+        warnings.warn(
+            "RpcError.status is deprecated: use RpcError.code", DeprecationWarning, stacklevel=2
+        )
         return self.code
+
+    @override
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Exceptions pickle as cls(*args); code and trailers are keyword-only here.
+        return (_rebuild, (type(self), self.details, self.trailing_metadata, self.code))
 
     @override
     def __str__(self) -> str:
@@ -159,85 +135,85 @@ class RpcError(GrpcStreamError):
 class Cancelled(RpcError):
     """CANCELLED: the call was cancelled, usually by the caller."""
 
-    status_code = grpc.StatusCode.CANCELLED
+    code = grpc.StatusCode.CANCELLED
 
 
 class Unknown(RpcError):
     """UNKNOWN: an error without a more specific status."""
 
-    status_code = grpc.StatusCode.UNKNOWN
+    code = grpc.StatusCode.UNKNOWN
 
 
 class InvalidArgument(RpcError):
     """INVALID_ARGUMENT: the client sent something the server will never accept."""
 
-    status_code = grpc.StatusCode.INVALID_ARGUMENT
+    code = grpc.StatusCode.INVALID_ARGUMENT
 
 
 class DeadlineExceeded(RpcError):
     """DEADLINE_EXCEEDED: the call's timeout expired before it completed."""
 
-    status_code = grpc.StatusCode.DEADLINE_EXCEEDED
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
 
 
 class NotFound(RpcError):
     """NOT_FOUND: a requested entity does not exist."""
 
-    status_code = grpc.StatusCode.NOT_FOUND
+    code = grpc.StatusCode.NOT_FOUND
 
 
 class AlreadyExists(RpcError):
     """ALREADY_EXISTS: the entity the client tried to create already exists."""
 
-    status_code = grpc.StatusCode.ALREADY_EXISTS
+    code = grpc.StatusCode.ALREADY_EXISTS
 
 
 class PermissionDenied(RpcError):
     """PERMISSION_DENIED: the caller is known but may not do this."""
 
-    status_code = grpc.StatusCode.PERMISSION_DENIED
+    code = grpc.StatusCode.PERMISSION_DENIED
 
 
 class ResourceExhausted(RpcError):
     """RESOURCE_EXHAUSTED: a quota or limit (such as the maximum message size) was hit."""
 
-    status_code = grpc.StatusCode.RESOURCE_EXHAUSTED
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 class FailedPrecondition(RpcError):
     """FAILED_PRECONDITION: the system is not in a state that allows the operation."""
 
-    status_code = grpc.StatusCode.FAILED_PRECONDITION
+    code = grpc.StatusCode.FAILED_PRECONDITION
 
 
 class Aborted(RpcError):
     """ABORTED: the operation was aborted, typically by a concurrency conflict."""
 
-    status_code = grpc.StatusCode.ABORTED
+    code = grpc.StatusCode.ABORTED
 
 
 class OutOfRange(RpcError):
     """OUT_OF_RANGE: the operation went past the valid range."""
 
-    status_code = grpc.StatusCode.OUT_OF_RANGE
+    code = grpc.StatusCode.OUT_OF_RANGE
 
 
 class Unimplemented(RpcError):
     """UNIMPLEMENTED: the server does not implement the method."""
 
-    status_code = grpc.StatusCode.UNIMPLEMENTED
+    code = grpc.StatusCode.UNIMPLEMENTED
 
 
 class Internal(RpcError):
     """INTERNAL: an invariant broke inside the server or the gRPC runtime."""
 
-    status_code = grpc.StatusCode.INTERNAL
+    code = grpc.StatusCode.INTERNAL
 
 
 class Unavailable(RpcError):
     """UNAVAILABLE: the service cannot be reached right now; usually safe to retry."""
 
-    status_code = grpc.StatusCode.UNAVAILABLE
+    code = grpc.StatusCode.UNAVAILABLE
 
 
 class IdleTimeout(Unavailable):
@@ -257,17 +233,17 @@ IDLE_TIMEOUT = "no message for {:g} s (idle_timeout): the peer or the connection
 class DataLoss(RpcError):
     """DATA_LOSS: unrecoverable data loss or corruption."""
 
-    status_code = grpc.StatusCode.DATA_LOSS
+    code = grpc.StatusCode.DATA_LOSS
 
 
 class Unauthenticated(RpcError):
     """UNAUTHENTICATED: the call carried no valid credentials."""
 
-    status_code = grpc.StatusCode.UNAUTHENTICATED
+    code = grpc.StatusCode.UNAUTHENTICATED
 
 
 _BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {
-    cls.status_code: cls
+    cls.code: cls
     for cls in (
         Cancelled,
         Unknown,
@@ -289,16 +265,6 @@ _BY_CODE: dict[grpc.StatusCode, type[RpcError]] = {
 }
 
 
-def _normalize_metadata(metadata: object) -> Metadata:
-    if metadata is None:
-        return ()
-    pairs: list[tuple[str, str | bytes]] = []
-    for item in metadata:  # type: ignore[attr-defined]
-        key, value = item[0], item[1]
-        pairs.append((str(key), value))
-    return tuple(pairs)
-
-
 def rpc_error(
     code: grpc.StatusCode,
     details: str | None = "",
@@ -316,7 +282,7 @@ def rpc_error(
         not an error and should never be passed).
     """
     cls = _BY_CODE.get(code, Unknown)
-    return cls(details or "", trailing_metadata=_normalize_metadata(trailing_metadata), code=code)
+    return cls(details or "", trailing_metadata=to_metadata(trailing_metadata), code=code)
 
 
 _BY_NUMBER: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
@@ -359,39 +325,36 @@ def status_error(
     return rpc_error(status, details, trailing_metadata)
 
 
-def from_aio_error(exc: grpc.aio.AioRpcError) -> RpcError:
-    """Translate one ``AioRpcError`` into the matching ``RpcError`` subclass."""
-    return rpc_error(exc.code(), exc.details(), exc.trailing_metadata())
+def _rebuild(
+    cls: type[RpcError], details: str, trailing_metadata: Metadata, code: grpc.StatusCode
+) -> RpcError:
+    return cls(details, trailing_metadata=trailing_metadata, code=code)
 
 
-@contextlib.contextmanager
-def map_grpc_errors() -> Iterator[None]:
-    """Translate ``grpc.aio.AioRpcError`` raised inside the block into ``RpcError``.
-
-    This is the single boundary between grpc's untyped errors and grpcstream's hierarchy.
-    ``asyncio.CancelledError`` passes through untouched.
-    """
-    try:
-        yield
-    except grpc.aio.AioRpcError as exc:
-        raise from_aio_error(exc) from exc
+def _not_retried_class(status_class: type[RpcError]) -> type[RpcError]:
+    name = f"{status_class.__name__}NotRetried"
+    doc = f"A ``{status_class.__name__}`` that could not be retried (``RetryNotPossibleError``)."
+    combined = type(name, (RetryNotPossibleError, status_class), {"__doc__": doc})
+    combined.__module__ = __name__
+    return combined
 
 
-_NOT_RETRIED_CLASSES: dict[type[RpcError], type[RpcError]] = {}
+# One importable class per status (``UnavailableNotRetried``, ...), defined at import
+# time under its own module-level name, so instances pickle and unpickle like any class.
+_NOT_RETRIED: dict[type[RpcError], type[RpcError]] = {
+    status_class: _not_retried_class(status_class)
+    for status_class in (*_BY_CODE.values(), IdleTimeout)
+}
+globals().update({cls.__name__: cls for cls in _NOT_RETRIED.values()})
 
 
 def retry_not_possible(error: RpcError, reason: str) -> RpcError:
-    """``error`` again, as an instance of both its class and ``RetryNotPossibleError``.
+    """``error`` again, as an instance of both its status class and ``RetryNotPossibleError``.
 
     Args:
         error: the typed failure that could not be retried.
         reason: why, for the message (``"what was sent exceeds the replay buffer"``).
     """
-    base = type(error)
-    combined = _NOT_RETRIED_CLASSES.get(base)
-    if combined is None:
-        combined = type(f"{base.__name__}NotRetried", (RetryNotPossibleError, base), {})
-        combined.__module__ = base.__module__
-        _NOT_RETRIED_CLASSES[base] = combined
+    combined = _NOT_RETRIED.get(type(error)) or _NOT_RETRIED[_BY_CODE.get(error.code, Unknown)]
     details = f"{error.details} (not retried: {reason})" if error.details else reason
     return combined(details, trailing_metadata=error.trailing_metadata, code=error.code)

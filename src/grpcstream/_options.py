@@ -12,11 +12,12 @@ from dataclasses import dataclass
 
 import grpc
 
+from ._validate import positive_seconds
+
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
     "ChannelOption",
     "Compression",
-    "check_compression",
     "KeepAlive",
     "KeepAliveEnforcement",
     "message_size_options",
@@ -34,22 +35,23 @@ Compression = grpc.Compression
 its calls, or to ``CallContext.set_compression()`` in a handler."""
 
 
-def check_compression(compression: object) -> None:
-    """Raise TypeError unless ``compression`` is a ``Compression`` member or None."""
-    if compression is not None and not isinstance(compression, grpc.Compression):
-        raise TypeError(
-            f"compression must be a grpcstream.Compression or None, got {compression!r}"
-        )
-
-
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+def _ping_options(time: float, timeout: float) -> list[ChannelOption]:
+    return [
+        ("grpc.keepalive_time_ms", _ms(time)),
+        ("grpc.keepalive_timeout_ms", _ms(timeout)),
+        # grpc core waits this long for any ping's ack (default 60 s) and ignores the
+        # keepalive timeout if it is shorter: without it, timeout= has no effect.
+        ("grpc.http2.ping_timeout_ms", _ms(timeout)),
+    ]
+
+
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-            raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
+        positive_seconds(name, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,11 +100,7 @@ class KeepAlive:
     def channel_options(self) -> list[ChannelOption]:
         """The grpc channel arguments for this preset."""
         return [
-            ("grpc.keepalive_time_ms", _ms(self.time)),
-            ("grpc.keepalive_timeout_ms", _ms(self.timeout)),
-            # grpc core waits this long for any ping's ack (default 60 s) and ignores the
-            # keepalive timeout if it is shorter: without it, timeout= has no effect.
-            ("grpc.http2.ping_timeout_ms", _ms(self.timeout)),
+            *_ping_options(self.time, self.timeout),
             ("grpc.keepalive_permit_without_calls", int(self.permit_without_calls)),
             # 0 = no limit on pings without data, so long idle streams keep pinging.
             ("grpc.http2.max_pings_without_data", 0),
@@ -146,9 +144,7 @@ class KeepAliveEnforcement:
     def server_options(self) -> list[ChannelOption]:
         """The grpc server arguments for this preset."""
         return [
-            ("grpc.keepalive_time_ms", _ms(self.time)),
-            ("grpc.keepalive_timeout_ms", _ms(self.timeout)),
-            ("grpc.http2.ping_timeout_ms", _ms(self.timeout)),
+            *_ping_options(self.time, self.timeout),
             ("grpc.http2.min_recv_ping_interval_without_data_ms", _ms(self.min_ping_interval)),
             ("grpc.http2.min_ping_interval_without_data_ms", _ms(self.min_ping_interval)),
             ("grpc.keepalive_permit_without_calls", int(self.permit_without_calls)),

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from typing_extensions import Unpack
 
-from ._security import ClientTLS, ServerTLS
+from ._tls import ClientTLS, ServerTLS
 from .testing import RunningServer, ServeFactory, ServerOptions, serve
 
 __all__: list[str] = []

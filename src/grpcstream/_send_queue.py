@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Generic, NamedTuple, TypeVar
 
 from ._exceptions import SEND_AFTER_CLOSE, StreamClosedError, WouldBlock
+from ._validate import positive_count
 
 if TYPE_CHECKING:
     from ._batching import Packer
@@ -100,7 +101,6 @@ class SendQueue(Generic[T]):
     __slots__ = (
         "_batches",
         "_buffer",
-        "_closed_message",
         "_done",
         "_done_writing",
         "_error",
@@ -130,8 +130,7 @@ class SendQueue(Generic[T]):
         name: str = "grpcstream-writer",
         packer: Packer[object, T] | None = None,
     ) -> None:
-        if not isinstance(max_size, int) or isinstance(max_size, bool) or max_size < 1:
-            raise ValueError(f"max_size must be an int >= 1, got {max_size!r}")
+        positive_count("max_size", max_size)
         self._write = write
         self._done_writing = done_writing
         self._translate_error = translate_error
@@ -145,7 +144,6 @@ class SendQueue(Generic[T]):
         self._sent = 0
         self._state = _State.OPEN
         self._error: BaseException | None = None
-        self._closed_message = SEND_AFTER_CLOSE
         self._writer: asyncio.Task[None] | None = None
         self._wakeup: asyncio.Future[None] | None = None
         self._done: asyncio.Future[None] | None = None
@@ -163,7 +161,7 @@ class SendQueue(Generic[T]):
             assert self._error is not None
             raise self._error
         if self._state is not _State.OPEN:
-            raise StreamClosedError(self._closed_message)
+            raise StreamClosedError(SEND_AFTER_CLOSE)
 
     def _has_room(self) -> bool:
         return len(self._buffer) + self._reserved < self._max_size
@@ -180,11 +178,8 @@ class SendQueue(Generic[T]):
 
         Raises:
             WouldBlock: the queue is full (or other tasks are already waiting for room).
-            StreamClosedError: the queue was closed; nothing was queued.
-            RpcError: the RPC already failed (the typed status of the failure).
-            BrokenStreamError: the peer went away.
-            TypeError, ValueError: on a batched stream, an entry of the wrong type or too
-                large for any batch; nothing was queued.
+            Exception: what ``send()`` raises, in the same cases (closed, failed, a bad
+                entry); nothing was queued.
         """
         if self._state is not _OPEN:  # the fast path pays one comparison
             self._check_can_send()
@@ -253,23 +248,13 @@ class SendQueue(Generic[T]):
     # -- the writer task -------------------------------------------------------------------
 
     async def _drain(self) -> None:
-        if self._packer is not None:
-            await self._drain_batches(self._packer)
-            return
-        buffer = self._buffer
-        write = self._write
+        """The writer task: write what is queued, then sleep until more is, until closed."""
+        packer = self._packer
+        write_buffered = self._write_each if packer is None else self._write_batches
         loop = asyncio.get_running_loop()
-        # Blocked senders are woken once the queue has drained to half, not after every
-        # write: they then refill it in one burst instead of one task switch per message.
-        low_water = self._max_size // 2
         try:
             while True:
-                while buffer:
-                    await write(buffer[0])
-                    buffer.popleft()
-                    self._sent += 1
-                    if self._waiters and len(buffer) + self._reserved <= low_water:
-                        self._wake_waiters()
+                await write_buffered()
                 if self._state is not _State.OPEN:
                     break
                 self._wakeup = loop.create_future()
@@ -283,47 +268,48 @@ class SendQueue(Generic[T]):
             return
         await self._finish_writing()
 
-    async def _drain_batches(self, packer: Packer[object, T]) -> None:
+    async def _write_each(self) -> None:
+        buffer = self._buffer
+        write = self._write
+        # Blocked senders are woken once the queue has drained to half, not after every
+        # write: they then refill it in one burst instead of one task switch per message.
+        low_water = self._max_size // 2
+        while buffer:
+            await write(buffer[0])
+            buffer.popleft()
+            self._sent += 1
+            if self._waiters and len(buffer) + self._reserved <= low_water:
+                self._wake_waiters()
+
+    async def _write_batches(self) -> None:
         # Everything queued goes out in one write: while it is in flight, producers fill
         # the queue again, so batches grow with the load and stay at one entry when idle.
+        packer = self._packer
+        assert packer is not None
         buffer = self._buffer
         write: Callable[[Any], Awaitable[None]] = self._write
-        loop = asyncio.get_running_loop()
         low_water = self._max_size // 2
         linger = packer.linger
-        try:
-            while True:
-                while buffer:
-                    if linger and len(buffer) < packer.max_entries and self._state is _State.OPEN:
-                        # Not the wakeup future: new entries must not cut the linger
-                        # short, only close() does (a half-close flushes at once).
-                        self._lingering = loop.create_future()
-                        timer = loop.call_later(linger, _resolve, self._lingering)
-                        await self._lingering
-                        timer.cancel()
-                        self._lingering = None
-                        if not buffer:
-                            continue
-                    batch, count = packer.pack(buffer)
-                    self._in_flight = count
-                    if self._waiters and len(buffer) + self._reserved <= low_water:
-                        self._wake_waiters()  # they refill the queue while the batch is written
-                    await write(batch)
-                    self._in_flight = 0
-                    self._sent += count
-                    self._batches += 1
-                if self._state is not _State.OPEN:
-                    break
-                self._wakeup = loop.create_future()
-                await self._wakeup
-                self._wakeup = None
-        except asyncio.CancelledError:
-            self._fail_from_writer(None)
-            raise
-        except Exception as exc:  # every failure must reach the senders
-            self._fail_from_writer(exc)
-            return
-        await self._finish_writing()
+        while buffer:
+            if linger and len(buffer) < packer.max_entries and self._state is _State.OPEN:
+                # Not the wakeup future: new entries must not cut the linger short, only
+                # close() does (a half-close flushes at once).
+                loop = asyncio.get_running_loop()
+                self._lingering = loop.create_future()
+                timer = loop.call_later(linger, _resolve, self._lingering)
+                await self._lingering
+                timer.cancel()
+                self._lingering = None
+                if not buffer:
+                    continue
+            batch, count = packer.pack(buffer)
+            self._in_flight = count
+            if self._waiters and len(buffer) + self._reserved <= low_water:
+                self._wake_waiters()  # they refill the queue while the batch is written
+            await write(batch)
+            self._in_flight = 0
+            self._sent += count
+            self._batches += 1
 
     async def _finish_writing(self) -> None:
         try:
@@ -372,7 +358,7 @@ class SendQueue(Generic[T]):
             self._done = loop.create_future()
         if self._state is _State.OPEN:
             self._state = _State.CLOSING
-            self._reject_waiters(StreamClosedError(self._closed_message))
+            self._reject_waiters(StreamClosedError(SEND_AFTER_CLOSE))
             if self._writer is None:
                 self._writer = loop.create_task(self._finish_writing(), name=self._name)
             elif self._wakeup is not None and not self._wakeup.done():
@@ -431,7 +417,7 @@ class SendQueue(Generic[T]):
 
     @property
     def closed(self) -> bool:
-        """True once ``close()``, ``fail()`` or ``mark_ended()`` was called."""
+        """True once ``close()`` or ``fail()`` was called."""
         return self._state is not _State.OPEN
 
     @property
@@ -448,7 +434,3 @@ class SendQueue(Generic[T]):
             waiting_senders=len(self._waiters) if self._waiters else 0,
             batches=self._batches if self._packer is not None else self._sent,
         )
-
-    def writer_task(self) -> asyncio.Task[None] | None:
-        """The writer task, once started (for owners that must await it on teardown)."""
-        return self._writer

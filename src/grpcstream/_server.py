@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 import grpc.aio
 
+from ._auth import BearerAuth
 from ._batching import check_servicer_batching
 from ._exceptions import UsageError
 from ._options import (
@@ -23,13 +24,15 @@ from ._options import (
     ChannelOption,
     Compression,
     KeepAliveEnforcement,
-    check_compression,
     message_size_options,
 )
-from ._security import BearerAuth, MetadataLimit, ServerTLS
 from ._server_handlers import ConcurrencyLimit, Registrar
-from ._servicer import CLIENT_GONE_GRACE, StreamServicer
+from ._server_interceptors import MetadataLimit
+from ._server_run import CLIENT_GONE_GRACE
+from ._server_servicer import StreamServicer, check_servicer_settings
 from ._telemetry import Telemetry
+from ._tls import ServerTLS
+from ._validate import check_compression, non_negative_seconds
 
 __all__ = ["DEFAULT_GRACE", "StreamServer"]
 
@@ -105,7 +108,7 @@ class StreamServer:
         compression: Compression | None = None,
         telemetry: Telemetry | None = None,
     ) -> None:
-        _check_grace(grace)
+        non_negative_seconds("grace", grace)
         if telemetry is not None and not isinstance(telemetry, Telemetry):
             raise TypeError(f"telemetry must be a grpcstream.Telemetry or None, got {telemetry!r}")
         self._telemetry = telemetry
@@ -189,9 +192,12 @@ class StreamServer:
             UsageError: the server already started, no generated base was found, or a
                 handler declared with ``batching=`` whose method does not carry the batch
                 type in the direction its pattern batches.
+            ValueError: the servicer's ``max_queued`` is not an int >= 1, or its
+                ``idle_timeout`` is neither None nor a positive number of seconds.
         """
         if self._started:
             raise UsageError("add() servicers before start()")
+        check_servicer_settings(servicer)
         if add_to_server is None:
             add_to_server, service_name = _find_registration(servicer)
         else:
@@ -276,7 +282,7 @@ class StreamServer:
         ``grace`` seconds (default: the server's) are cancelled.
         """
         if grace is not None:
-            _check_grace(grace)
+            non_negative_seconds("grace", grace)
         if self._stopping is None:
             self._stopping = asyncio.get_running_loop().create_task(
                 self._drain(self._grace if grace is None else grace),
@@ -351,11 +357,6 @@ class StreamServer:
 
     async def __aexit__(self, *exc_info: object) -> None:
         await self.stop()
-
-
-def _check_grace(grace: float) -> None:
-    if isinstance(grace, bool) or not isinstance(grace, int | float) or grace < 0:
-        raise ValueError(f"grace must be a number of seconds >= 0, got {grace!r}")
 
 
 def _find_registration(servicer: object) -> tuple[AddToServer, str]:

@@ -16,17 +16,20 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 import grpc
 import grpc.aio
 
+from ._base import Metadata
 from ._exceptions import (
     IDLE_TIMEOUT,
     BrokenStreamError,
     IdleTimeout,
     InvalidArgument,
-    Metadata,
     UsageError,
 )
+from ._grpc_compat import EOF, STREAM_BROKEN_ERRORS
 from ._message_types import wrong_type
+from ._producers import ProducerSet
 from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
 from ._telemetry import attach_request_stream, attach_server_queue, server_half_closed
+from ._validate import optional_seconds, positive_count
 
 if TYPE_CHECKING:
     from typing import Self
@@ -40,20 +43,6 @@ ReqT = TypeVar("ReqT")
 
 CLIENT_GONE = "the client has gone (cancelled, disconnected or past its deadline)"
 SEND_AFTER_RETURN = "send() after the handler returned: the RPC is over and nothing was sent"
-
-
-def _stream_broken_errors() -> tuple[type[BaseException], ...]:
-    # grpc.aio fails a write on a stream the client has left with a C-core batch error,
-    # sometimes before context.cancelled() turns True; that class has no public name.
-    try:
-        from grpc._cython import cygrpc  # type: ignore[attr-defined]
-    except ImportError:  # pragma: no cover - every grpcio build has it
-        return ()
-    error = getattr(cygrpc, "ExecuteBatchError", None)
-    return (error,) if isinstance(error, type) and issubclass(error, BaseException) else ()
-
-
-_STREAM_BROKEN = _stream_broken_errors()
 
 
 def _decode_errors() -> tuple[type[BaseException], ...]:
@@ -192,7 +181,6 @@ class ServerStream(CallContext, Generic[RespT]):
         "_complete",
         "_handler_task",
         "_message_type",
-        "_producer_error",
         "_producers",
         "_queue",
     )
@@ -214,7 +202,7 @@ class ServerStream(CallContext, Generic[RespT]):
         async def write_or_break(message: RespT) -> None:
             try:
                 await write(message)
-            except _STREAM_BROKEN as exc:
+            except STREAM_BROKEN_ERRORS as exc:
                 raise BrokenStreamError(CLIENT_GONE) from exc
             except Exception as exc:
                 if context.done() or context.cancelled():
@@ -222,11 +210,17 @@ class ServerStream(CallContext, Generic[RespT]):
                 raise
 
         self._queue: SendQueue[RespT] = SendQueue(
-            write_or_break, max_size=max_queued, name="grpcstream-server-writer", packer=packer
+            write_or_break,
+            max_size=positive_count("max_queued", max_queued),
+            name="grpcstream-server-writer",
+            packer=packer,
         )
         attach_server_queue(self._queue)
-        self._producers: set[asyncio.Task[None]] = set()
-        self._producer_error: BaseException | None = None
+        # A producer that meets BrokenStreamError just learnt that the client left, which
+        # ends the RPC anyway; any other exception ends it as if the handler had raised it.
+        self._producers = ProducerSet(
+            "grpcstream-server-producer", self._producer_failed, ignore=(BrokenStreamError,)
+        )
         self._handler_task: asyncio.Task[None] | None = None
         self._complete = False
 
@@ -296,51 +290,33 @@ class ServerStream(CallContext, Generic[RespT]):
         if self._queue.closed or self._context.done():
             producer.close()
             raise UsageError("spawn() after the RPC ended")
-        task = asyncio.get_running_loop().create_task(
-            producer, name=name or "grpcstream-server-producer"
-        )
-        self._producers.add(task)
-        task.add_done_callback(self._producer_done)
+        self._producers.spawn(producer, name)
 
-    def _producer_done(self, task: asyncio.Task[None]) -> None:
-        self._producers.discard(task)
-        if task.cancelled():
-            return
-        error = task.exception()
-        if error is None or isinstance(error, BrokenStreamError):
-            return  # done, or the client left (which ends the RPC anyway)
-        if self._producer_error is None:
-            # It ends the RPC as if the handler had raised it: stop everything else.
-            self._producer_error = error
-            for other in self._producers:
-                other.cancel()
-            handler = self._handler_task
-            if handler is not None and not handler.done():
-                handler.cancel()
+    def _producer_failed(self, error: BaseException) -> None:
+        handler = self._handler_task
+        if handler is not None and not handler.done():
+            handler.cancel()
+
+    @property
+    def _producer_error(self) -> BaseException | None:
+        return self._producers.error
 
     # -- used by the handler adapters ------------------------------------------------------
 
     def _client_gone(self) -> None:
         self._queue.fail(BrokenStreamError(CLIENT_GONE))
-        for task in self._producers:
-            task.cancel()
+        self._producers.cancel()
 
     async def _finish(self) -> None:
         """Handler returned: wait for producers, then flush everything queued."""
-        while self._producers:
-            await asyncio.wait(list(self._producers))
-        if self._producer_error is not None:
-            raise self._producer_error
+        await self._producers.wait()
+        self._producers.raise_error()
         await self._queue.close()
         self._queue.fail(UsageError(SEND_AFTER_RETURN))
 
     async def _abandon(self, *, flush: bool = False) -> None:
         """Handler failed or was cancelled: stop producers, optionally flush, stop the writer."""
-        tasks = list(self._producers)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
+        await self._producers.cancel_and_wait()
         if flush:
             with contextlib.suppress(Exception):
                 await self._queue.close()
@@ -369,7 +345,7 @@ class RequestStream(Generic[ReqT]):
         self._context = context
         self._done = False
         self._received = 0
-        self._idle_timeout = idle_timeout
+        self._idle_timeout = optional_seconds("idle_timeout", idle_timeout)
         attach_request_stream(self)
 
     @property
@@ -379,11 +355,7 @@ class RequestStream(Generic[ReqT]):
 
     @idle_timeout.setter
     def idle_timeout(self, seconds: float | None) -> None:
-        if seconds is not None and (
-            isinstance(seconds, bool) or not isinstance(seconds, int | float) or not seconds > 0
-        ):
-            raise ValueError(f"idle_timeout must be a positive number of seconds, got {seconds!r}")
-        self._idle_timeout = seconds
+        self._idle_timeout = optional_seconds("idle_timeout", seconds)
 
     def __aiter__(self) -> Self:
         return self
@@ -403,7 +375,7 @@ class RequestStream(Generic[ReqT]):
             raise IdleTimeout(
                 IDLE_TIMEOUT.format(self._idle_timeout), code=grpc.StatusCode.UNAVAILABLE
             ) from None
-        if message is grpc.aio.EOF:
+        if message is EOF:
             self._done = True
             server_half_closed()
             raise StopAsyncIteration

@@ -28,13 +28,14 @@ from typing import Any, Protocol, TypedDict, TypeVar
 import grpc.aio
 from typing_extensions import Unpack
 
-from ._client import MetadataArg, StreamClient, connect
+from ._auth import BearerAuth
+from ._client import StreamClient
+from ._client_channel import connect
+from ._client_settings import ClientOptions
 from ._options import ChannelOption, Compression, KeepAliveEnforcement
-from ._retry import RetryPolicy
-from ._security import BearerAuth, BearerToken, ClientTLS, ServerTLS
-from ._send_queue import DEFAULT_MAX_QUEUED
 from ._server import StreamServer
 from ._telemetry import Telemetry
+from ._tls import ClientTLS, ServerTLS
 
 __all__ = [
     "DEFAULT_TEST_TIMEOUT",
@@ -97,12 +98,7 @@ class RunningServer:
         stub_factory: Callable[[grpc.aio.Channel], StubT],
         *,
         timeout: float | None = DEFAULT_TEST_TIMEOUT,
-        metadata: MetadataArg = (),
-        max_queued: int = DEFAULT_MAX_QUEUED,
-        retry: RetryPolicy | None = None,
-        auth: BearerToken | None = None,
-        compression: Compression | None = None,
-        telemetry: Telemetry | None = None,
+        **options: Unpack[ClientOptions],
     ) -> StreamClient[StubT]:
         """A ``StreamClient`` on the shared channel; its open streams are cancelled at exit.
 
@@ -113,13 +109,9 @@ class RunningServer:
         Args:
             stub_factory: the generated stub class (``logs_pb2_grpc.LogServiceStub``).
             timeout: the default deadline of every call, in seconds; ``None`` turns it off.
-            metadata: metadata sent with every call.
-            max_queued: the default send-queue bound of client and bidi streams.
-            retry: the default ``RetryPolicy`` (``None``: calls are not retried).
-            auth: a ``BearerToken`` sent with every call (for a server started with
-                ``auth=BearerAuth(...)``).
-            compression: how every call's requests are compressed (``None``: not).
-            telemetry: a ``Telemetry`` for the client's calls (``None``: not instrumented).
+            **options: ``metadata``, ``max_queued``, ``retry``, ``auth`` (a
+                ``BearerToken``, for a server started with ``auth=BearerAuth(...)``),
+                ``compression`` and ``telemetry``, as ``StreamClient`` takes them.
 
         Returns:
             A ``StreamClient``; ``serve()`` closes it on exit, cancelling its open streams.
@@ -136,17 +128,7 @@ class RunningServer:
                 "this server only accepts TLS: pass client_tls=ClientTLS(ca=..., "
                 "server_name=...) to serve(), or connect to running.target yourself"
             )
-        client = StreamClient(
-            self.channel,
-            stub_factory,
-            timeout=timeout,
-            metadata=metadata,
-            max_queued=max_queued,
-            retry=retry,
-            auth=auth,
-            compression=compression,
-            telemetry=telemetry,
-        )
+        client = StreamClient(self.channel, stub_factory, timeout=timeout, **options)
         self._clients.append(client)
         return client
 

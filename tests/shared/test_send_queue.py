@@ -9,6 +9,7 @@ import pytest
 
 from grpcstream import SendQueue, StreamClosedError, Unavailable, WouldBlock
 from grpcstream._exceptions import SEND_AFTER_CLOSE
+from tests.support.servers import grpcstream_tasks
 
 WAIT = 5.0
 
@@ -167,9 +168,7 @@ async def test_fail_wakes_blocked_senders_with_the_error() -> None:
     with pytest.raises(Unavailable):
         await queue.close()
     await asyncio.wait_for(queue.aclose(), WAIT)
-    writer = queue.writer_task()
-    assert writer is not None
-    assert writer.done()
+    assert not grpcstream_tasks(), "aclose() returned with the writer task still running"
 
 
 async def test_write_error_is_translated_and_reaches_senders() -> None:
@@ -181,9 +180,7 @@ async def test_write_error_is_translated_and_reaches_senders() -> None:
         max_size=2,
     )
     await queue.send(1)
-    writer = queue.writer_task()
-    assert writer is not None
-    await asyncio.wait_for(writer, WAIT)
+    await until(lambda: queue.error is not None)  # the writer met the error and ended
     with pytest.raises(Unavailable, match="translated ConnectionResetError"):
         await queue.send(2)
     assert isinstance(queue.error, Unavailable)

@@ -12,37 +12,40 @@ that a stream ended itself because they went quiet (``idle_timeout``) report the
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Generic, TypeVar
 
 import grpc
+import grpc.aio
 
-from ._calls import _CORE_INTERNAL, HIDDEN_BROKEN_STREAM, CallHandle
+from ._client_handle import CallHandle
 from ._exceptions import SEND_ON_CLOSED, BrokenStreamError, RpcError
+from ._grpc_compat import HIDDEN_BROKEN_STREAM, is_hidden_internal, status_now
 
-__all__ = ["StatusRecovery", "core_status"]
+__all__ = ["StatusRecovery"]
 
-_STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
+CallT = TypeVar("CallT", bound=grpc.aio.Call)
 # How long a failed write waits for the real status to replace grpc.aio's INTERNAL; it
 # follows within milliseconds when the connection died.
 _UNHIDE_SECONDS = 2.0
 _UNHIDE_POLL = 0.02
 
 
-class StatusRecovery(CallHandle):
+class StatusRecovery(CallHandle[CallT], Generic[CallT]):
     """The part of a sending handle that recovers statuses grpc.aio hid.
 
     The handle's done-callback records each attempt's first real status in
-    ``_seen_status`` and resolves ``_status_waiters``; see ``_Sender._call_done``.
+    ``_seen_status`` and resolves ``_status_waiters``; see ``Sender._call_done``.
     """
 
-    __slots__ = ("_seen_status", "_status_waiters")
+    _seen_status: tuple[CallT, BaseException] | None
+    _status_waiters: list[asyncio.Future[None]]
 
     def _init_status_recovery(self) -> None:
-        self._status_waiters: list[asyncio.Future[None]] = []
+        self._status_waiters = []
         # The first status each attempt's call reported that was not grpc.aio's hidden one.
-        self._seen_status: tuple[Any, BaseException] | None = None
+        self._seen_status = None
 
-    def _status_changed(self, call: Any) -> None:
+    def _status_changed(self, call: CallT) -> None:
         """Called from the done-callback: wake waiters and keep the first real status."""
         waiters, self._status_waiters = self._status_waiters, []
         for waiter in waiters:
@@ -91,7 +94,7 @@ class StatusRecovery(CallHandle):
                     waiter.cancel()
                     self._status_waiters.remove(waiter)
 
-    def _core_status_error(self, call: Any) -> BaseException | None:
+    def _core_status_error(self, call: CallT | None) -> BaseException | None:
         """The call's real status as an error; None while only the hidden one is known."""
         expired = self._idle_error
         if expired is not None and expired[0] is call:
@@ -99,27 +102,12 @@ class StatusRecovery(CallHandle):
         seen = self._seen_status
         if seen is not None and seen[0] is call:
             return seen[1]
-        status = core_status(call)
+        status = status_now(call) if call is not None else None
         if status is None:
             return None
         grpc_code, details, trailing_metadata = status
         if grpc_code is grpc.StatusCode.OK:
             return BrokenStreamError(SEND_ON_CLOSED)
-        if grpc_code is grpc.StatusCode.INTERNAL and details == _CORE_INTERNAL:
+        if is_hidden_internal(grpc_code, details):
             return None
         return self._translate(grpc_code, details, trailing_metadata)
-
-
-def core_status(call: Any) -> tuple[grpc.StatusCode, str, object] | None:
-    """The status the cython call holds now, or None while it has none.
-
-    grpc.aio offers the status only as a coroutine, and done-callbacks must stay
-    synchronous, so this reads the cython call's ``_status`` (tests/client/test_streams.py
-    fails loudly if a grpc release renames it).
-    """
-    status = getattr(getattr(call, "_cython_call", None), "_status", None)
-    code = getattr(status, "code", None)
-    if status is None or code is None:
-        return None
-    grpc_code = _STATUS_FROM_CORE.get(code(), grpc.StatusCode.UNKNOWN)
-    return grpc_code, status.details() or "", status.trailing_metadata()

@@ -1,4 +1,4 @@
-"""Client-side handles with a send side: ClientStream and BidiStream.
+"""The client's send half (shared by ClientStream and BidiStream), and ClientStream.
 
 Every message goes through a SendQueue whose single writer task owns ``call.write()``.
 With a ``RetryPolicy``, what was written is kept in a bounded replay buffer; when the call
@@ -11,114 +11,65 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable, Iterable
-from types import TracebackType
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 import grpc
 import grpc.aio
 from typing_extensions import override
 
-from ._call_status import StatusRecovery, core_status
-from ._calls import (
-    HIDDEN_BROKEN_STREAM,
-    NOT_ENTERED,
-    NOT_FINISHED,
-    CallHandle,
-    _pattern_name,
-    _read,
-)
+from ._client_handle import NOT_ENTERED, NOT_FINISHED
+from ._client_settings import CallSettings
+from ._client_status import StatusRecovery
 from ._exceptions import (
     SEND_ON_CLOSED,
     BrokenStreamError,
-    BusyStreamError,
     RpcError,
     UsageError,
     retry_not_possible,
 )
+from ._grpc_compat import HIDDEN_BROKEN_STREAM, status_now
 from ._message_types import wrong_type
-from ._retry import Retrier
 from ._send_queue import SendQueue, SendQueueStatistics
 
-if TYPE_CHECKING:
-    from typing import Self
-
-    from ._batching import Packer
-
-__all__ = ["BidiStream", "ClientStream"]
+__all__ = ["ClientStream", "Sender"]
 
 ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
-
+# A call with a request stream: grpc.aio's StreamUnaryCall or StreamStreamCall.
+CallT = TypeVar("CallT", grpc.aio.StreamUnaryCall[Any, Any], grpc.aio.StreamStreamCall[Any, Any])
 
 OpenCall = Callable[[float | None], Awaitable[Any]]
 
+_ENDED_WRITING = (asyncio.InvalidStateError, grpc.aio.UsageError)
 
-class _Sender(StatusRecovery, Generic[ReqT]):
-    """The send half shared by ClientStream and BidiStream."""
 
-    __slots__ = (
-        "_generation",
-        "_half_closed",
-        "_max_queued",
-        "_open_call",
-        "_packer",
-        "_progress_generation",
-        "_queue",
-        "_reopen_lock",
-        "_replay",
-        "_replay_bytes",
-        "_replay_limit",
-        "_retrier",
-        "_send_type",
-        "_timeout",
-    )
+class Sender(StatusRecovery[CallT], Generic[CallT, ReqT]):
+    """The send half: ``send()``, ``send_nowait()``, ``close_send()`` and retry by replay."""
 
-    def __init__(
-        self,
-        method_name: str,
-        open_call: OpenCall,
-        on_exit: Callable[[CallHandle], None],
-        max_queued: int,
-        *,
-        retrier: Retrier | None = None,
-        replay_limit: int = 0,
-        timeout: float | None = None,
-        send_type: type | None = None,
-    ) -> None:
-        super().__init__(method_name, on_exit)
-        self._send_type = send_type
+    _half_closed: bool
+    _open_call: OpenCall
+    _progress_generation: int
+    _queue: SendQueue[ReqT] | None
+    _reopen_lock: asyncio.Lock | None
+    _replay: list[ReqT] | None
+    _replay_bytes: int
+
+    def _init_sender(self, open_call: OpenCall) -> None:
         self._open_call = open_call
-        self._max_queued = max_queued
-        self._queue: SendQueue[ReqT] | None = None
-        self._retrier = retrier
-        self._timeout = timeout
-        self._replay: list[ReqT] | None = [] if retrier is not None else None
+        self._queue = None
+        self._replay = [] if self._retrier is not None else None
         self._replay_bytes = 0
-        self._replay_limit = replay_limit
-        self._generation = 0
         self._progress_generation = 0  # the last attempt that took a new message
         self._half_closed = False
-        self._reopen_lock: asyncio.Lock | None = None
+        self._reopen_lock = None
         self._init_status_recovery()
-        self._packer: Packer[object, ReqT] | None = None  # set by StreamClient for batching=
 
-    async def __aenter__(self) -> Self:
-        await self._start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self._close(exc)
-
-    async def _start(self) -> None:
+    @override
+    async def _aenter(self) -> None:
         self._check_unused()
-        timeout = self._retrier.attempt_timeout() if self._retrier else self._timeout
-        call = await self._open_first(self._open_call(timeout))
+        settings = self._settings
+        call = await self._open_first(self._open_call(settings.first_timeout()))
         self._enter(call)
         if self._retrier is None:
             write, done_writing = self._plain_writer(call)
@@ -128,20 +79,22 @@ class _Sender(StatusRecovery, Generic[ReqT]):
         self._queue = SendQueue(
             write,
             done_writing=done_writing,
-            max_size=self._max_queued,
-            name=f"grpcstream-writer {self._method_name}",
-            packer=self._packer,
+            max_size=settings.max_queued,
+            name=f"grpcstream-writer {settings.name}",
+            packer=settings.packer,
         )
         self._telemetry.attach_queue(self._queue)
         call.add_done_callback(self._call_done)
 
-    def _plain_writer(self, call: Any) -> tuple[Callable[[ReqT], Any], Callable[[], Any]]:
+    def _plain_writer(
+        self, call: CallT
+    ) -> tuple[Callable[[ReqT], Awaitable[None]], Callable[[], Awaitable[None]]]:
         async def write(message: ReqT) -> None:
             try:
                 await call.write(message)
             except grpc.aio.AioRpcError as exc:
                 raise await self._unhide(self._from_aio(exc)) from exc
-            except (asyncio.InvalidStateError, grpc.aio.UsageError):
+            except _ENDED_WRITING:
                 raise await self._ended_error() from None
 
         async def done_writing() -> None:
@@ -159,7 +112,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
             assert self._reopen_lock is not None
             async with self._reopen_lock:
                 generation = self._generation
-                error = await self._try(self._current().write(message))
+                error = await self._try(self._require_call().write(message))
             if error is None:
                 self._remember(message)
                 if generation > self._progress_generation and self._replay is not None:
@@ -181,30 +134,27 @@ class _Sender(StatusRecovery, Generic[ReqT]):
             assert self._reopen_lock is not None
             async with self._reopen_lock:
                 generation = self._generation
-                error = await self._try(self._current().done_writing())
+                error = await self._try(self._require_call().done_writing())
             if error is None:
                 return
             await self._reopen_or_raise(generation, error)
 
-    def _current(self) -> Any:
-        """The call of the current attempt (a stream-request call: it has write())."""
-        return self._require_call()
-
-    async def _try(self, operation: Any) -> BaseException | None:
+    async def _try(self, operation: Awaitable[None]) -> BaseException | None:
         try:
             await operation
         except grpc.aio.AioRpcError as exc:
             return await self._unhide(self._from_aio(exc))
-        except (asyncio.InvalidStateError, grpc.aio.UsageError):
+        except _ENDED_WRITING:
             return await self._ended_error()
         return None
 
     def _remember(self, message: ReqT) -> None:
         if self._replay is None:
             return
-        size = message.ByteSize() if hasattr(message, "ByteSize") else self._replay_limit + 1
+        limit = self._settings.replay_limit
+        size = message.ByteSize() if hasattr(message, "ByteSize") else limit + 1
         self._replay_bytes += size
-        if self._replay_bytes > self._replay_limit:
+        if self._replay_bytes > limit:
             self._replay = None  # too much to replay: from now on a failure is final
         else:
             self._replay.append(message)
@@ -219,7 +169,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
             raise retry_not_possible(
                 error,
                 f"what was sent ({self._replay_bytes} bytes) exceeds the replay buffer "
-                f"({self._replay_limit} bytes; RetryPolicy.replay_buffer_bytes)",
+                f"({self._settings.replay_limit} bytes; RetryPolicy.replay_buffer_bytes)",
             ) from error
         return list(self._replay)
 
@@ -257,7 +207,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
                 self._replay_bytes = 0
                 for message in messages:
                     self._remember(message)
-                call = await self._open_call(retrier.attempt_timeout())
+                call: CallT = await self._open_call(retrier.attempt_timeout())
                 self._call = call
                 self._generation += 1
                 call.add_done_callback(self._call_done)
@@ -270,7 +220,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
                     raise failure
                 error = failure
 
-    async def _replay_on(self, call: Any, messages: list[ReqT]) -> BaseException | None:
+    async def _replay_on(self, call: CallT, messages: list[ReqT]) -> BaseException | None:
         for message in messages:
             failure = await self._try(call.write(message))
             if failure is not None:
@@ -290,13 +240,13 @@ class _Sender(StatusRecovery, Generic[ReqT]):
         error = await self._status_error()
         return await self._unhide(error) if error is not None else BrokenStreamError(SEND_ON_CLOSED)
 
-    def _call_done(self, call: Any) -> None:
+    def _call_done(self, call: CallT) -> None:
         # The RPC ended (status received, deadline, cancel): nothing more can be sent, so
         # waiting and later senders must learn it now rather than on their next write.
         # grpc.aio runs this again when the real status replaces its hidden INTERNAL one.
         self._status_changed(call)
-        queue = self._queue
-        if queue is None or call is not self._call:
+        queue, current = self._queue, self._call
+        if queue is None or current is None or call is not current:
             return
         expired = self._idle_error
         if expired is not None and expired[0] is call:
@@ -305,7 +255,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
             queue.fail(self._send_error())
             return
         # Without this, the next write or read would meet the status instead.
-        status = core_status(call)
+        status = status_now(current)
         if status is None:
             return
         grpc_code, details, trailing_metadata = status
@@ -329,7 +279,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
 
     def _require_queue(self) -> SendQueue[ReqT]:
         if self._queue is None:
-            raise UsageError(NOT_ENTERED.format(_pattern_name(self)))
+            raise UsageError(NOT_ENTERED.format(self._pattern))
         return self._queue
 
     # -- the send API ----------------------------------------------------------------------
@@ -355,7 +305,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
 
         Cancellation: atomic. If the waiting task is cancelled the message was not queued.
         """
-        expected = self._send_type
+        expected = self._settings.send_type
         if expected is not None and type(message) is not expected:
             self._wrong_type(message, expected)
         await self._require_queue().send(message)
@@ -371,7 +321,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
             RpcError: the call failed.
             TypeError: ``message`` is not the method's request class; nothing was sent.
         """
-        expected = self._send_type
+        expected = self._settings.send_type
         if expected is not None and type(message) is not expected:
             self._wrong_type(message, expected)
         self._require_queue().send_nowait(message)
@@ -408,7 +358,7 @@ class _Sender(StatusRecovery, Generic[ReqT]):
             await self._queue.aclose()
 
 
-class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
+class ClientStream(Sender[grpc.aio.StreamUnaryCall[Any, Any], ReqT], Generic[ReqT, RespT]):
     """A client-streaming call: ``send()`` many requests, then one response.
 
     Returned by ``StreamClient.client_stream()``; use it as ``async with ... as upload``.
@@ -420,31 +370,11 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
     replays everything sent, as long as it fits ``RetryPolicy.replay_buffer_bytes``.
     """
 
-    __slots__ = ("_received_status", "_response", "_response_error")
     _pattern = "client_stream"
 
-    def __init__(
-        self,
-        method_name: str,
-        open_call: Callable[[float | None], Awaitable[grpc.aio.StreamUnaryCall[ReqT, RespT]]],
-        on_exit: Callable[[CallHandle], None],
-        max_queued: int,
-        *,
-        retrier: Retrier | None = None,
-        replay_limit: int = 0,
-        timeout: float | None = None,
-        send_type: type | None = None,
-    ) -> None:
-        super().__init__(
-            method_name,
-            open_call,
-            on_exit,
-            max_queued,
-            retrier=retrier,
-            replay_limit=replay_limit,
-            timeout=timeout,
-            send_type=send_type,
-        )
+    def __init__(self, settings: CallSettings, open_call: OpenCall) -> None:
+        super().__init__(settings)
+        self._init_sender(open_call)
         self._response: RespT | None = None
         self._response_error: BaseException | None = None
         self._received_status = False
@@ -493,20 +423,17 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
             await queue.close()
         while True:
             generation = self._generation
-            call: grpc.aio.StreamUnaryCall[ReqT, RespT] = self._require_call()  # type: ignore[assignment]
             try:
-                response = await call
+                response: RespT | None = await self._require_call()
             except grpc.aio.AioRpcError as exc:
-                self._raise_producer_error()
+                self._producers.raise_error()
                 error = await self._unhide(self._from_aio(exc))
                 if isinstance(error, RpcError) and await self._reopen(generation, error):
                     continue
                 raise error from exc
             except asyncio.CancelledError:
-                replacement = self._locally_cancelled_error()
-                if replacement is None:
-                    raise
-                raise replacement from None
+                self._raise_locally_cancelled()
+                raise
             if response is None:
                 raise self._unparseable()  # grpc.aio logged the deserializer's error
             return response
@@ -526,148 +453,3 @@ class ClientStream(_Sender[ReqT], Generic[ReqT, RespT]):
         if self._received_status:
             return  # close_and_receive() already returned the response or raised the error
         await self.close_and_receive()
-
-
-class BidiStream(_Sender[ReqT], Generic[ReqT, RespT]):
-    """A bidirectional call: ``send()`` and ``async for`` run independently.
-
-    Returned by ``StreamClient.bidi_stream()``; use it as ``async with ... as follow``.
-    Sends are safe from many tasks; one task at a time may iterate. Leaving the block
-    normally half-closes (after the queued messages are written) and then:
-
-    * if the responses were read to the end, nothing more is needed;
-    * if iteration was started and abandoned (``break``), the RPC is cancelled;
-    * if the responses were never read, it waits for the server to finish (so a server
-      that answers only after the half-close completes normally); the call's deadline
-      bounds that wait.
-
-    Leaving with an exception cancels the RPC.
-
-    With a ``RetryPolicy``, a retryable failure before any response re-opens the call and
-    replays what was sent. After responses arrived it is retried only with ``resume``:
-    ``resume(last_response)`` returns the messages that re-open the conversation.
-    """
-
-    __slots__ = (
-        "_eof",
-        "_iterated",
-        "_last",
-        "_reading",
-        "_received",
-        "_resume",
-    )
-    _pattern = "bidi_stream"
-
-    def __init__(
-        self,
-        method_name: str,
-        open_call: Callable[[float | None], Awaitable[grpc.aio.StreamStreamCall[ReqT, RespT]]],
-        on_exit: Callable[[CallHandle], None],
-        max_queued: int,
-        *,
-        retrier: Retrier | None = None,
-        replay_limit: int = 0,
-        timeout: float | None = None,
-        resume: Callable[[RespT], Iterable[ReqT]] | None = None,
-        send_type: type | None = None,
-    ) -> None:
-        super().__init__(
-            method_name,
-            open_call,
-            on_exit,
-            max_queued,
-            retrier=retrier,
-            replay_limit=replay_limit,
-            timeout=timeout,
-            send_type=send_type,
-        )
-        self._resume = resume
-        self._eof = False
-        self._reading = False
-        self._iterated = False
-        self._received = 0
-        self._last: RespT | None = None
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> RespT:
-        if self._eof:
-            raise StopAsyncIteration
-        if self._reading:
-            raise BusyStreamError("another task is already iterating this stream")
-        self._reading = True
-        self._iterated = True
-        try:
-            while True:
-                generation = self._generation
-                try:
-                    message = await _read(self, self._require_call())
-                    break
-                except RpcError as hidden:
-                    error = await self._unhide(hidden)
-                    if not isinstance(error, RpcError) or not await self._reopen(generation, error):
-                        self._fail_sending(error)
-                        raise error from hidden.__cause__
-        finally:
-            self._reading = False
-        if message is grpc.aio.EOF:
-            self._eof = True
-            self._raise_producer_error()
-            raise StopAsyncIteration
-        self._received += 1
-        self._last = message  # type: ignore[assignment]
-        return message  # type: ignore[return-value]
-
-    @override
-    def _made_progress(self) -> None:
-        if self._last is None:  # after responses, resume() drives retries: keep the count
-            super()._made_progress()
-
-    @override
-    def _replacement_messages(self, error: RpcError) -> list[ReqT] | None:
-        if self._last is None:
-            return super()._replacement_messages(error)
-        if self._resume is None:
-            return None  # responses arrived: only resume knows how to continue
-        # Attempts are not reset by progress here, unlike a resumed server stream: the
-        # replies to resume's own messages would count as progress, and a server that
-        # answers them and fails again would be retried for ever.
-        return list(self._resume(self._last))
-
-    async def receive(self) -> RespT:
-        """Return the next response.
-
-        Raises:
-            StopAsyncIteration: the server ended the stream with OK.
-            RpcError: the server ended it with another status.
-        """
-        return await self.__anext__()
-
-    @property
-    def received(self) -> int:
-        """How many responses have been received so far."""
-        return self._received
-
-    @override
-    async def _finish(self) -> None:
-        if self._iterated and not self._eof:
-            # Iteration was abandoned: the caller wants no more. Cancel first: a producer
-            # may be blocked by backpressure that nobody reading the replies will relieve,
-            # and _close() cancels the producers next.
-            self.cancel()
-            self._raise_producer_error()
-            return
-        await self._wait_producers()
-        if self._eof:
-            await self._raise_status_error()
-            return
-        with contextlib.suppress(BrokenStreamError):
-            await self.close_send()  # the server may have ended (OK) first: read its status
-        async for _ in self:
-            pass  # nobody reads these: let the server finish after our half-close
-
-    async def _raise_status_error(self) -> None:
-        error = await self._status_error()
-        if error is not None:
-            raise await self._unhide(error)

@@ -13,28 +13,28 @@ import asyncio
 import functools
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from typing import Any, Generic, NoReturn, TypeVar, cast, overload
+from typing import Any, Generic, TypeVar, cast, overload
 
 import grpc
 import grpc.aio
 
-from ._batching import BatchedRequestStream, Batching, mark_batched
-from ._exceptions import BrokenStreamError, Cancelled, RpcError, Unavailable
+from ._auth import current_principal
+from ._batching import BatchedRequestStream, Batching, check_batching, mark_batched
 from ._message_types import servicer_message_type
-from ._security import current_principal
 from ._send_queue import DEFAULT_MAX_QUEUED
 from ._server_handlers import UNPARSEABLE
+from ._server_run import end_with, run_streaming
 from ._server_stream import (
-    CLIENT_GONE,
     UNPARSEABLE_REQUEST,
     CallContext,
     RequestStream,
     ServerStream,
 )
+from ._validate import optional_seconds, positive_count
 
 __all__ = [
-    "INTERNAL_ERROR_DETAILS",
     "StreamServicer",
+    "check_servicer_settings",
     "bidi_streaming",
     "client_streaming",
     "server_streaming",
@@ -48,17 +48,6 @@ ReqT = TypeVar("ReqT")
 RespT = TypeVar("RespT")
 BatchT = TypeVar("BatchT")
 EntryT = TypeVar("EntryT")
-
-INTERNAL_ERROR_DETAILS = "internal server error"
-"""The only details a client sees when a handler raises something other than RpcError."""
-
-SERVER_DRAINING = "server draining: continue on another server (the stream was not complete)"
-"""The details of the UNAVAILABLE a streaming handler's call ends with when it returns in a
-drain without ``ServerStream.complete()``."""
-
-CLIENT_GONE_GRACE = 0.5
-"""Seconds a streaming handler gets to return after the client went away, before it is
-cancelled: enough to see ``BrokenStreamError`` from ``send()`` and clean up."""
 
 ServicerContext = grpc.aio.ServicerContext
 RequestsArg = AsyncIterator[ReqT] | Iterator[ReqT]
@@ -76,6 +65,9 @@ class StreamServicer:
         idle_timeout: seconds a client-streaming or bidi handler's ``RequestStream``
             waits for the next message before raising ``IdleTimeout`` (None: no limit;
             a handler can change it per stream with ``requests.idle_timeout``).
+
+    ``StreamServer.add()`` raises ``ValueError`` for an invalid ``max_queued`` (not an
+    int >= 1) or ``idle_timeout`` (not None or a positive number of seconds).
     """
 
     max_queued: int = DEFAULT_MAX_QUEUED
@@ -93,31 +85,26 @@ def _closing_of(servicer: object) -> asyncio.Event | None:
 
 
 def _max_queued_of(servicer: object) -> int:
-    value = getattr(servicer, "max_queued", DEFAULT_MAX_QUEUED)
-    return value if isinstance(value, int) and value >= 1 else DEFAULT_MAX_QUEUED
+    """The servicer's ``max_queued``; an invalid one raises rather than being replaced."""
+    return positive_count("max_queued", getattr(servicer, "max_queued", DEFAULT_MAX_QUEUED))
 
 
 def _idle_timeout_of(servicer: object) -> float | None:
-    value = getattr(servicer, "idle_timeout", None)
-    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
-        return float(value)
-    return None
+    return optional_seconds("idle_timeout", getattr(servicer, "idle_timeout", None))
+
+
+def check_servicer_settings(servicer: object) -> None:
+    """Check a servicer's ``max_queued`` and ``idle_timeout`` when it is registered.
+
+    Raises:
+        ValueError: either is invalid.
+    """
+    _max_queued_of(servicer)
+    _idle_timeout_of(servicer)
 
 
 def _active_of(servicer: object) -> set[asyncio.Task[Any]] | None:
     return getattr(servicer, "_grpcstream_active", None)
-
-
-async def _end_with(
-    context: ServicerContext[Any, Any], error: BaseException, method: str
-) -> NoReturn:
-    """End the RPC with the status ``error`` stands for (INTERNAL if it is not an RpcError)."""
-    if isinstance(error, grpc.aio.AbortError):
-        raise error  # the handler already called grpc's context.abort(): that is the status
-    if isinstance(error, RpcError):
-        await context.abort(error.code, error.details, error.trailing_metadata)
-    logger.error("handler %s raised; the client gets INTERNAL", method, exc_info=error)
-    await context.abort(grpc.StatusCode.INTERNAL, INTERNAL_ERROR_DETAILS)
 
 
 class _ResponseType:
@@ -157,7 +144,7 @@ def unary(
         try:
             return await handler(self, request, call)
         except Exception as exc:
-            await _end_with(context, exc, method)
+            await end_with(context, exc, method)
 
     adapted._grpcstream_adapter = True  # type: ignore[attr-defined]
     return adapted
@@ -192,10 +179,17 @@ def client_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | N
     Raises:
         TypeError: ``batching`` is not a [`Batching`][grpcstream.Batching].
     """
-    if handler is None:
-        _check_batching(batching)
-        return lambda handler: _client_streaming(handler, batching)
-    return _client_streaming(handler, None)
+    return _bare_or_batched(handler, batching, _client_streaming)
+
+
+def _bare_or_batched(
+    handler: Any, batching: Batching[Any, Any] | None, adapt: Callable[[Any, Any], Any]
+) -> Any:
+    """``@decorator`` adapts ``handler`` at once; ``@decorator(batching=...)`` returns one."""
+    if handler is not None:
+        return adapt(handler, None)
+    checked = check_batching(batching)
+    return lambda handler: adapt(handler, checked)
 
 
 def _client_streaming(
@@ -218,7 +212,7 @@ def _client_streaming(
         try:
             return await handler(self, stream, call)
         except Exception as exc:
-            await _end_with(context, exc, method)
+            await end_with(context, exc, method)
 
     if batching is not None:
         mark_batched(adapted, batching, "client_streaming")
@@ -260,10 +254,7 @@ def server_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | N
     Raises:
         TypeError: ``batching`` is not a [`Batching`][grpcstream.Batching].
     """
-    if handler is None:
-        _check_batching(batching)
-        return lambda handler: _server_streaming(handler, batching)
-    return _server_streaming(handler, None)
+    return _bare_or_batched(handler, batching, _server_streaming)
 
 
 def _server_streaming(
@@ -287,7 +278,7 @@ def _server_streaming(
             message_type=response_type.of(self) if batching is None else None,
         )
         body = handler(self, request, stream)
-        await _run_streaming(body, stream, context, method, _active_of(self))
+        await run_streaming(body, stream, context, method, _active_of(self))
 
     if batching is not None:
         mark_batched(adapted, batching, "server_streaming")
@@ -326,7 +317,7 @@ def bidi_streaming(handler: Any = None, /, *, batching: Batching[Any, Any] | Non
         TypeError: ``batching`` is not a [`Batching`][grpcstream.Batching].
     """
     if handler is None:
-        return BidiBatchingDecorator(_check_batching(batching))
+        return BidiBatchingDecorator(check_batching(batching))
     return _bidi_streaming(handler, None)
 
 
@@ -392,7 +383,7 @@ def _bidi_streaming(
             message_type=response_type.of(self) if packer is None else None,
         )
         body = handler(self, requests_stream, stream)
-        await _run_streaming(body, stream, context, method, _active_of(self))
+        await run_streaming(body, stream, context, method, _active_of(self))
 
     # Bound after the definition on purpose: add() refines the directions of this record.
     record = None if batching is None else mark_batched(adapted, batching, "bidi_streaming")
@@ -401,88 +392,3 @@ def _bidi_streaming(
         Callable[[S, RequestsArg[ReqT], ServicerContext[ReqT, RespT]], AsyncIterator[RespT]],
         adapted,
     )
-
-
-def _check_batching(batching: object) -> Batching[Any, Any]:
-    if not isinstance(batching, Batching):
-        raise TypeError(f"batching must be a grpcstream.Batching, got {batching!r}")
-    return batching
-
-
-async def _run_streaming(
-    body: Awaitable[None],
-    stream: ServerStream[Any],
-    context: ServicerContext[Any, Any],
-    method: str,
-    active: set[asyncio.Task[Any]] | None,
-) -> None:
-    # The handler runs in its own task so that when grpc cancels this one (client gone,
-    # server past its grace period) the handler sees BrokenStreamError from send() and can
-    # clean up, instead of a bare CancelledError at whatever it was awaiting. The server
-    # tracks this (grpc's) task so that a drain returns only once the cleanup is done.
-    this_rpc = asyncio.current_task()
-    if active is not None and this_rpc is not None:
-        active.add(this_rpc)
-    task = asyncio.get_running_loop().create_task(
-        _as_coroutine(body), name=f"grpcstream-handler {method}"
-    )
-    stream._handler_task = task
-    try:
-        error = await _outcome(task, stream)
-    except asyncio.CancelledError:
-        stream._client_gone()
-        await _reap(task)
-        await stream._abandon()
-        raise
-    finally:
-        if active is not None and this_rpc is not None:
-            active.discard(this_rpc)
-    if error is not None:
-        await _end_with(context, error, method)
-
-
-async def _outcome(task: asyncio.Task[None], stream: ServerStream[Any]) -> BaseException | None:
-    """Wait for the handler and its producers; return the error that ends the RPC, if any."""
-    await asyncio.wait((task,))
-    error = stream._producer_error or _handler_error(task)
-    if error is None:
-        try:
-            await stream._finish()
-        except BrokenStreamError:
-            error = BrokenStreamError(CLIENT_GONE)
-        except Exception as exc:  # a producer's failure
-            error = exc
-        else:
-            if stream.closing.is_set() and not stream.completed:
-                # It returned because of the drain (or may have): tell the client to
-                # continue elsewhere. What it sent was flushed ahead of this status.
-                return Unavailable(SERVER_DRAINING, code=grpc.StatusCode.UNAVAILABLE)
-            return None
-    # What the handler sent before failing still reaches the client, ahead of the status.
-    await stream._abandon(flush=not isinstance(error, BrokenStreamError))
-    if isinstance(error, BrokenStreamError):
-        return None  # the client left; there is nobody to tell
-    return error
-
-
-def _handler_error(task: asyncio.Task[None]) -> BaseException | None:
-    if task.cancelled():
-        # Nobody cancelled this RPC (that is handled by the caller): the handler cancelled
-        # itself. The client must still get a status rather than wait for its deadline.
-        return Cancelled("the handler was cancelled", code=grpc.StatusCode.CANCELLED)
-    return task.exception()
-
-
-async def _reap(task: asyncio.Task[None]) -> None:
-    _, pending = await asyncio.wait((task,), timeout=CLIENT_GONE_GRACE)
-    if pending:
-        task.cancel()
-        await asyncio.wait((task,))
-    if not task.cancelled() and task.exception() is not None:
-        error = task.exception()
-        if not isinstance(error, BrokenStreamError | RpcError):
-            logger.error("handler raised after the client left", exc_info=error)
-
-
-async def _as_coroutine(awaitable: Awaitable[None]) -> None:
-    await awaitable
