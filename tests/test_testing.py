@@ -16,12 +16,12 @@ import grpcstream
 from grpcstream.testing import ServeFactory, ServerOptions, serve
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
-from tests.support.dummy_servicer import DummyStreamService
+from tests.support.echo_servicer import Echo
 from tests.support.servers import WAIT
 
 
 async def test_serve_yields_a_running_server_and_clients() -> None:
-    async with serve(DummyStreamService()) as running:
+    async with serve(Echo()) as running:
         assert running.target == f"127.0.0.1:{running.server.port}"
         client = running.client(dummy_pb2_grpc.DummyServiceStub)
         assert (await client.unary(client.stub.Unary, Req(value="hi"))).value == "hi"
@@ -31,7 +31,7 @@ async def test_serve_yields_a_running_server_and_clients() -> None:
 
 
 async def test_fixture_starts_and_stops_servers(grpcstream_serve: ServeFactory) -> None:
-    running = await grpcstream_serve(DummyStreamService(), health=True)
+    running = await grpcstream_serve(Echo(), health=True)
     client = running.client(dummy_pb2_grpc.DummyServiceStub)
     async with client.client_stream(client.stub.ClientStream) as upload:
         for seq in range(3):
@@ -39,11 +39,37 @@ async def test_fixture_starts_and_stops_servers(grpcstream_serve: ServeFactory) 
         assert (await upload.close_and_receive()).seq == 3
 
 
-# -- RunningServer.client() takes StreamClient's options -------------------------------------
+class EchoesTag(Echo):
+    """``Unary`` answers ``"<value>|<the x-tag metadata>"``."""
+
+    @grpcstream.unary
+    async def Unary(self, request: Req, context: grpcstream.CallContext) -> Reply:
+        tag = dict(context.invocation_metadata()).get("x-tag", "")
+        assert isinstance(tag, str)
+        return Reply(value=f"{request.value}|{tag}")
 
 
-class FlakyOnce(DummyStreamService):
-    """Unary fails with UNAVAILABLE on its first call, then echoes; ServerStream never ends."""
+class FailsFirstCall(Echo):
+    """``Unary`` fails with UNAVAILABLE on its first call, then echoes."""
+
+    @grpcstream.unary
+    async def Unary(self, request: Req, context: grpcstream.CallContext) -> Reply:
+        self.calls += 1
+        if self.calls == 1:
+            raise grpcstream.Unavailable("first attempt fails")
+        return Reply(value=request.value)
+
+
+class NeverAnswers(Echo):
+    """``ServerStream`` never sends: only a deadline ends it."""
+
+    @grpcstream.server_streaming
+    async def ServerStream(self, request: Req, stream: grpcstream.ServerStream[Reply]) -> None:
+        await asyncio.Event().wait()
+
+
+class RecordsPrincipal(Echo):
+    """``Unary`` records who called (``context.principal``) and echoes."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -51,36 +77,27 @@ class FlakyOnce(DummyStreamService):
 
     @grpcstream.unary
     async def Unary(self, request: Req, context: grpcstream.CallContext) -> Reply:
-        self.calls += 1
         self.principals.append(context.principal)
-        if self.calls == 1 and request.value == "flaky":
-            raise grpcstream.Unavailable("first attempt fails")
-        tag = dict(context.invocation_metadata()).get("x-tag", "")
-        assert isinstance(tag, str)
-        return Reply(value=f"{request.value}|{tag}")
-
-    @grpcstream.server_streaming
-    async def ServerStream(self, request: Req, stream: grpcstream.ServerStream[Reply]) -> None:
-        await asyncio.Event().wait()  # never sends: only a deadline ends it
+        return Reply(value=request.value)
 
 
 async def test_client_sends_its_default_metadata() -> None:
-    async with serve(FlakyOnce()) as running:
+    async with serve(EchoesTag()) as running:
         client = running.client(dummy_pb2_grpc.DummyServiceStub, metadata=[("x-tag", "t1")])
         assert (await client.unary(client.stub.Unary, Req(value="a"))).value == "a|t1"
 
 
 async def test_client_retries_with_its_default_policy() -> None:
-    servicer = FlakyOnce()
+    servicer = FailsFirstCall()
     async with serve(servicer) as running:
         policy = grpcstream.RetryPolicy(initial_backoff=0.01)
         client = running.client(dummy_pb2_grpc.DummyServiceStub, retry=policy)
-        assert (await client.unary(client.stub.Unary, Req(value="flaky"))).value == "flaky|"
+        assert (await client.unary(client.stub.Unary, Req(value="flaky"))).value == "flaky"
     assert servicer.calls == 2
 
 
 async def test_client_without_retry_sees_the_first_failure() -> None:
-    servicer = FlakyOnce()
+    servicer = FailsFirstCall()
     async with serve(servicer) as running:
         client = running.client(dummy_pb2_grpc.DummyServiceStub)
         with pytest.raises(grpcstream.Unavailable):
@@ -89,7 +106,7 @@ async def test_client_without_retry_sees_the_first_failure() -> None:
 
 
 async def test_client_timeout_is_its_default_deadline() -> None:
-    async with serve(FlakyOnce()) as running:
+    async with serve(NeverAnswers()) as running:
         client = running.client(dummy_pb2_grpc.DummyServiceStub, timeout=0.2)
         with pytest.raises(grpcstream.DeadlineExceeded):
             async with client.server_stream(client.stub.ServerStream, Req()) as replies:
@@ -98,7 +115,7 @@ async def test_client_timeout_is_its_default_deadline() -> None:
 
 
 async def test_client_max_queued_bounds_its_send_queues() -> None:
-    async with serve(DummyStreamService()) as running:
+    async with serve(Echo()) as running:
         client = running.client(dummy_pb2_grpc.DummyServiceStub, max_queued=3)
         async with client.client_stream(client.stub.ClientStream) as upload:
             assert upload.statistics().max_size == 3
@@ -108,7 +125,7 @@ async def test_client_max_queued_bounds_its_send_queues() -> None:
 
 # --8<-- [start:auth]
 async def test_client_auth_reaches_a_server_with_bearer_auth() -> None:
-    servicer = FlakyOnce()
+    servicer = RecordsPrincipal()
     auth = grpcstream.BearerAuth(lambda token: {"s3cret": "alice"}.get(token))
     async with serve(servicer, auth=auth) as running:
         anonymous = running.client(dummy_pb2_grpc.DummyServiceStub)
@@ -117,7 +134,7 @@ async def test_client_auth_reaches_a_server_with_bearer_auth() -> None:
         alice = running.client(
             dummy_pb2_grpc.DummyServiceStub, auth=grpcstream.BearerToken("s3cret")
         )
-        assert (await alice.unary(alice.stub.Unary, Req(value="a"))).value == "a|"
+        assert (await alice.unary(alice.stub.Unary, Req(value="a"))).value == "a"
     assert servicer.principals == ["alice"]  # the anonymous call never reached the handler
 
 
@@ -129,8 +146,6 @@ def test_server_options_are_every_stream_server_keyword_but_address_and_tls() ->
     keywords = {name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
     assert set(ServerOptions.__annotations__) == keywords - {"tls"}
 
-
-# -- TLS for the server and its channel ------------------------------------------------------
 
 SERVER_NAME = "svc.grpcstream.test"
 
@@ -164,9 +179,7 @@ def certs() -> Certs:
 
 
 async def test_serve_with_tls_gives_clients_an_encrypted_channel(certs: Certs) -> None:
-    async with serve(
-        DummyStreamService(), tls=certs.server_tls(), client_tls=certs.client_tls()
-    ) as running:
+    async with serve(Echo(), tls=certs.server_tls(), client_tls=certs.client_tls()) as running:
         client = running.client(dummy_pb2_grpc.DummyServiceStub)
         assert (await client.unary(client.stub.Unary, Req(value="hi"))).value == "hi"
         # The server really speaks TLS only: a plaintext channel to it fails.
@@ -179,7 +192,7 @@ async def test_serve_with_tls_gives_clients_an_encrypted_channel(certs: Certs) -
 # --8<-- [start:tls]
 async def test_serve_with_mutual_tls_presents_the_client_certificate(certs: Certs) -> None:
     async with serve(
-        DummyStreamService(),
+        Echo(),
         tls=certs.server_tls(mutual=True),
         client_tls=certs.client_tls(with_cert=True),
     ) as running:
@@ -192,7 +205,7 @@ async def test_serve_with_mutual_tls_presents_the_client_certificate(certs: Cert
 
 
 async def test_tls_server_without_client_tls_refuses_to_make_clients(certs: Certs) -> None:
-    async with serve(DummyStreamService(), tls=certs.server_tls()) as running:
+    async with serve(Echo(), tls=certs.server_tls()) as running:
         with pytest.raises(ValueError, match="client_tls"):
             running.client(dummy_pb2_grpc.DummyServiceStub)
         # Its own channel with the right ClientTLS works: the server is fine.
@@ -203,19 +216,15 @@ async def test_tls_server_without_client_tls_refuses_to_make_clients(certs: Cert
 
 async def test_client_tls_without_tls_is_refused(certs: Certs) -> None:
     with pytest.raises(ValueError, match="only for a TLS server"):
-        async with serve(DummyStreamService(), client_tls=certs.client_tls()):
+        async with serve(Echo(), client_tls=certs.client_tls()):
             pass
 
 
 async def test_fixture_passes_tls_through(grpcstream_serve: ServeFactory, certs: Certs) -> None:
-    running = await grpcstream_serve(
-        DummyStreamService(), tls=certs.server_tls(), client_tls=certs.client_tls()
-    )
+    running = await grpcstream_serve(Echo(), tls=certs.server_tls(), client_tls=certs.client_tls())
     client = running.client(dummy_pb2_grpc.DummyServiceStub)
     assert (await client.unary(client.stub.Unary, Req(value="tls"))).value == "tls"
 
-
-# -- the fixture in both pytest-asyncio modes ------------------------------------------------
 
 FIXTURE_USER_TEST = """
 import pytest

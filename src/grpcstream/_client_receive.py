@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 __all__ = ["Receiver", "ResponseStream"]
 
 RespT = TypeVar("RespT")
-CallT = TypeVar("CallT", bound=grpc.aio.Call)
+# A call with a response stream: grpc.aio's UnaryStreamCall or StreamStreamCall.
+CallT = TypeVar("CallT", grpc.aio.UnaryStreamCall[Any, Any], grpc.aio.StreamStreamCall[Any, Any])
 
 BUSY_READING = "another task is already iterating this stream"
 
@@ -126,7 +127,7 @@ class Receiver(CallHandle[CallT], Generic[CallT, RespT]):
 
     async def _read(self, call: CallT) -> object:
         """One ``call.read()``, with grpc's errors and local cancellation made typed."""
-        read = cast(Callable[[], Awaitable[object]], call.read)  # type: ignore[attr-defined]
+        read: Callable[[], Awaitable[object]] = call.read
         try:
             idle = self._settings.idle_timeout
             message = await (read() if idle is None else self._read_within(call, read, idle))

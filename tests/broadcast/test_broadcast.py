@@ -7,14 +7,16 @@ import gc
 import random
 import tracemalloc
 import weakref
+from typing import Literal, TypeAlias
 
 import pytest
 
 import grpcstream
 from grpcstream import Broadcast, Subscription
-from grpcstream._broadcast import Policy
 from grpcstream_demo.logs_pb2 import LogEntry
 from tests.support.servers import WAIT
+
+Policy: TypeAlias = Literal["drop_oldest", "disconnect", "block"]
 
 
 def entries(count: int, start: int = 1) -> list[LogEntry]:
@@ -184,8 +186,11 @@ async def test_block_with_max_lag_and_cancelled_apublish_publishes_nothing() -> 
     async with log.subscribe(policy="block", max_lag=3):
         for entry in entries(3):
             log.publish(entry)
+        with pytest.raises(grpcstream.WouldBlock):
+            log.publish(LogEntry(seq=4))  # the block subscriber is max_lag behind
         waiting = asyncio.create_task(log.apublish(LogEntry(seq=4)))
-        await asyncio.sleep(0)
+        await asyncio.sleep(0)  # one step: apublish() runs until it waits for room
+        assert not waiting.done()
         waiting.cancel()
         with pytest.raises(asyncio.CancelledError):
             await waiting
@@ -290,9 +295,11 @@ async def test_1000_subscribers_cancelled_at_random_points_leave_nothing_behind(
         tracemalloc.stop()
     assert asyncio.all_tasks() == before_tasks  # no task left behind
     assert log.statistics().subscribers == 0  # no cursor left behind
-    assert not log._waiting
-    assert not log._blocking
     assert all(ref() is None for ref in subs)  # every subscription was freed
+    # No block subscriber is left holding the log back: a full log's worth is published
+    # at once (publish() raises WouldBlock when a block subscriber has not read).
+    for seq in range(201, 201 + log.statistics().max_entries):
+        log.publish(LogEntry(seq=seq))
     # What grpcstream's code allocated and still holds: the log's list of 200 references
     # and small tables, plus asyncio's free list of future iterators (at most 255 of 40
     # bytes, kept for reuse); nothing per subscriber (1,000 subscriptions of ~400 bytes

@@ -7,99 +7,31 @@ replica processes."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
-from typing import Literal, TypeAlias
 
 import grpc
 import pytest
 import redis.asyncio as aioredis
 
 import grpcstream
-from grpcstream import Broadcast, RedisStreams, RetryEvent, RetryPolicy
-from grpcstream_demo import logs_pb2_grpc
-from grpcstream_demo.logs_pb2 import LogEntry, LogRequest, Status, StatusRequest
-from tests.support.redis_fixtures import free_port, redis_server
-from tests.support.redis_replica import ReplicaLogService
+from grpcstream import Broadcast, RedisStreams, RetryEvent
+from grpcstream_demo.logs_pb2 import LogEntry
+from tests.broadcast.redis_logs import (
+    publish_range,
+    publisher,
+    read,
+    replica_log,
+    round_robin_over,
+    tail,
+)
+from tests.support.redis_fixtures import RedisServer, free_port, redis_server
 from tests.support.servers import WAIT, wait_until
 from tests.support.tcp_proxy import tcp_proxy
 
-RETRY = RetryPolicy(max_attempts=50, initial_backoff=0.02, max_backoff=0.3)
-LogClient: TypeAlias = "grpcstream.StreamClient[logs_pb2_grpc.LogServiceAsyncStub]"
 
-
-@contextlib.asynccontextmanager
-async def replica_log(
-    url: str, stream: str = "logs", max_entries: int = 10_000
-) -> AsyncIterator[Broadcast[LogEntry]]:
-    """A replica's log: tails the stream, stamps positions into ``seq``."""
-    backend = RedisStreams(url, stream, position_field="seq")
-    async with Broadcast(LogEntry, max_entries=max_entries, backend=backend) as log:
-        yield log
-
-
-@contextlib.asynccontextmanager
-async def publisher(
-    url: str, stream: str = "logs", max_entries: int = 10_000, publish_timeout: float = 10.0
-) -> AsyncIterator[Broadcast[LogEntry]]:
-    """A publish-only log (no read loop), as a producer process would have."""
-    backend = RedisStreams(url, stream, tail=False, publish_timeout=publish_timeout)
-    async with Broadcast(LogEntry, max_entries=max_entries, backend=backend) as log:
-        yield log
-
-
-@contextlib.asynccontextmanager
-async def grpc_replica(log: Broadcast[LogEntry], host: str) -> AsyncIterator[str]:
-    """A StreamServer on ``host`` serving ``log``'s StreamLogs; yields its target."""
-    server = grpcstream.StreamServer(f"{host}:0", grace=1.0)
-    server.add(ReplicaLogService(log))  # type: ignore[abstract]  # StreamLogs only
-    await server.start()
-    try:
-        yield f"{host}:{server.port}"
-    finally:
-        await server.stop(0)
-
-
-async def publish_range(log: Broadcast[LogEntry], first: int, last: int) -> None:
-    """Publish entries ``first..last`` concurrently (coalesced); check their positions."""
-    positions = await asyncio.gather(
-        *(log.apublish(LogEntry(message=f"entry {n}")) for n in range(first, last + 1))
-    )
-    assert positions == list(range(first, last + 1))
-
-
-async def tail(
-    channel: grpc.aio.Channel,
-    count: int,
-    received: list[int],
-    on_retry: Callable[[RetryEvent], None] | None = None,
-) -> list[int]:
-    """Follow StreamLogs from the start with resume=, until ``count`` entries arrived."""
-    policy = RetryPolicy(max_attempts=50, initial_backoff=0.02, max_backoff=0.3, on_retry=on_retry)
-    client: LogClient = grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, retry=policy)
-    async with client.server_stream(
-        client.stub.StreamLogs,
-        LogRequest(after_seq=0),
-        resume=lambda request, last: LogRequest(after_seq=last.seq),
-    ) as entries:
-        async for entry in entries:
-            received.append(entry.seq)
-            if len(received) == count:
-                break
-    return received
-
-
-async def read(log: Broadcast[LogEntry], after: int, count: int) -> list[int]:
-    async with log.subscribe(after=after) as sub:
-        return [(await anext(sub)).seq for _ in range(count)]
-
-
-# -- one log for every process -----------------------------------------------------------
-
-
-async def test_two_publishers_share_one_dense_numbering_that_both_replicas_see() -> None:
+async def test_two_publishers_share_one_dense_numbering_that_both_replicas_see(
+    redis: RedisServer,
+) -> None:
     async with (
-        redis_server() as redis,
         publisher(redis.url) as first,
         publisher(redis.url) as second,
         replica_log(redis.url) as a,
@@ -119,9 +51,8 @@ async def test_two_publishers_share_one_dense_numbering_that_both_replicas_see()
     assert seen == [list(range(1, 2_001))] * 2
 
 
-async def test_a_position_from_one_replica_resumes_exactly_on_another() -> None:
+async def test_a_position_from_one_replica_resumes_exactly_on_another(redis: RedisServer) -> None:
     async with (
-        redis_server() as redis,
         publisher(redis.url) as pub,
         replica_log(redis.url) as a,
         replica_log(redis.url) as b,
@@ -133,8 +64,10 @@ async def test_a_position_from_one_replica_resumes_exactly_on_another() -> None:
     assert first + rest == list(range(1, 501))
 
 
-async def test_after_older_than_the_trimmed_stream_is_out_of_range_naming_the_oldest() -> None:
-    async with redis_server() as redis, publisher(redis.url, max_entries=100) as pub:
+async def test_after_older_than_the_trimmed_stream_is_out_of_range_naming_the_oldest(
+    redis: RedisServer,
+) -> None:
+    async with publisher(redis.url, max_entries=100) as pub:
         await publish_range(pub, 1, 1_000)
         # A replica that starts now holds the newest 100, as every other replica does.
         async with replica_log(redis.url, max_entries=100) as late:
@@ -148,19 +81,15 @@ async def test_after_older_than_the_trimmed_stream_is_out_of_range_naming_the_ol
                 assert sub.dropped == 858
 
 
-# -- Redis restarts, loses entries, or is cut off from one replica ----------------------
-
-
-async def test_redis_restart_with_aof_viewers_resume_with_no_duplicate_and_no_loss() -> None:
+async def test_redis_restart_with_aof_viewers_resume_with_no_duplicate_and_no_loss(
+    redis: RedisServer,
+) -> None:
     retries: list[RetryEvent] = []
     async with (
-        redis_server() as redis,
         publisher(redis.url) as pub,
         replica_log(redis.url) as a,
         replica_log(redis.url) as b,
-        grpc_replica(a, "127.0.0.1") as target_a,
-        grpc_replica(b, "127.0.0.2") as target_b,
-        grpcstream.connect([target_a, target_b], load_balancing="round_robin") as channel,
+        round_robin_over(a, b) as channel,
     ):
         received: list[list[int]] = [[] for _ in range(4)]
         viewers = [asyncio.create_task(tail(channel, 600, got, retries.append)) for got in received]
@@ -205,16 +134,16 @@ async def test_entries_redis_lost_are_reported_to_subscribers_never_skipped() ->
                     assert sub.dropped == 50
 
 
-async def test_a_replica_cut_off_from_redis_sends_its_viewers_to_another() -> None:
+async def test_a_replica_cut_off_from_redis_sends_its_viewers_to_another(
+    redis: RedisServer,
+) -> None:
     retries: list[RetryEvent] = []
-    async with redis_server() as redis, tcp_proxy(redis.port) as proxy:
+    async with tcp_proxy(redis.port) as proxy:
         async with (
             publisher(redis.url) as pub,
             replica_log(f"redis://127.0.0.1:{proxy.port}/0") as a,
             replica_log(redis.url) as b,
-            grpc_replica(a, "127.0.0.1") as target_a,
-            grpc_replica(b, "127.0.0.2") as target_b,
-            grpcstream.connect([target_a, target_b], load_balancing="round_robin") as channel,
+            round_robin_over(a, b) as channel,
         ):
             received: list[list[int]] = []
             viewers: list[asyncio.Task[list[int]]] = []
@@ -246,11 +175,10 @@ async def test_a_replica_cut_off_from_redis_sends_its_viewers_to_another() -> No
     assert len(retries) >= on_a, "each viewer on the cut-off replica resumed on the other one"
 
 
-async def test_publisher_retries_while_redis_restarts_and_raises_unavailable_if_it_stays_down() -> (
-    None
-):
+async def test_publisher_retries_while_redis_restarts_and_raises_unavailable_if_it_stays_down(
+    redis: RedisServer,
+) -> None:
     async with (
-        redis_server() as redis,
         publisher(redis.url, publish_timeout=0.5) as impatient,
         publisher(redis.url) as patient,
     ):
@@ -267,9 +195,8 @@ async def test_publisher_retries_while_redis_restarts_and_raises_unavailable_if_
 
 
 @pytest.mark.slow
-async def test_a_slow_redis_delays_entries_but_loses_none() -> None:
+async def test_a_slow_redis_delays_entries_but_loses_none(redis: RedisServer) -> None:
     async with (
-        redis_server() as redis,
         publisher(redis.url) as pub,
         replica_log(redis.url) as log,
     ):
@@ -283,9 +210,6 @@ async def test_a_slow_redis_delays_entries_but_loses_none() -> None:
             await stall
             assert await reading == list(range(1, 1_001))
         await control.aclose()
-
-
-# -- bad input ------------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -349,77 +273,15 @@ async def test_a_server_that_never_answers_is_unavailable_at_start_not_a_hang() 
         await server.wait_closed()
 
 
-async def test_misuse_of_a_redis_backed_log_is_a_usage_error() -> None:
-    async with redis_server() as redis:
-        log = Broadcast(LogEntry, backend=RedisStreams(redis.url, "logs"))
-        with pytest.raises(grpcstream.UsageError, match="before start"):
-            await log.apublish(LogEntry())
-        async with log:
-            with pytest.raises(grpcstream.UsageError, match="publishes with `await apublish"):
-                log.publish(LogEntry())
-        with pytest.raises(grpcstream.StreamClosedError):
-            await log.apublish(LogEntry())
-        async with publisher(redis.url) as pub:
-            with pytest.raises(grpcstream.Unavailable, match="only publishes"):
-                await read(pub, 0, 1)
-
-
-# -- client-side load balancing --------------------------------------------------------------
-
-
-class NamedStatus(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    @grpcstream.unary
-    async def GetStatus(self, request: StatusRequest, context: grpcstream.CallContext) -> Status:
-        return Status(service=self.name)
-
-
-@pytest.mark.parametrize(("policy", "spread"), [("round_robin", 3), ("pick_first", 1)])
-async def test_calls_over_three_addresses_follow_the_load_balancing_policy(
-    policy: Literal["round_robin", "pick_first"], spread: int
-) -> None:
-    servers = []
-    for host in ("127.0.0.1", "127.0.0.2", "127.0.0.3"):
-        server = grpcstream.StreamServer(f"{host}:0")
-        server.add(NamedStatus(host))  # type: ignore[abstract]  # GetStatus only
-        await server.start()
-        servers.append(server)
-    targets = [
-        f"{host}:{s.port}"
-        for host, s in zip(("127.0.0.1", "127.0.0.2", "127.0.0.3"), servers, strict=True)
-    ]
-    try:
-        async with grpcstream.connect(targets, load_balancing=policy) as channel:
-            client = grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=WAIT)
-            await channel.channel_ready()
-            names = [
-                (await client.unary(client.stub.GetStatus, StatusRequest())).service
-                for _ in range(30)
-            ]
-    finally:
-        for server in servers:
-            await server.stop(0)
-    assert len(set(names)) == spread
-    if policy == "pick_first":
-        assert set(names) == {"127.0.0.1"}
-
-
-@pytest.mark.parametrize(
-    ("target", "message"),
-    [
-        ([], "non-empty list"),
-        (["logs.internal:50051"], "is not 'ip:port'"),
-        (["127.0.0.1"], "is not 'ip:port'"),
-        (["127.0.0.1:1", "[::1]:2"], "mix IPv4 and IPv6"),
-    ],
-)
-def test_a_bad_address_list_is_a_value_error(target: list[str], message: str) -> None:
-    with pytest.raises(ValueError, match=message):
-        grpcstream.connect(target)
-
-
-def test_an_unknown_load_balancing_policy_is_a_value_error() -> None:
-    with pytest.raises(ValueError, match="load_balancing must be"):
-        grpcstream.connect("127.0.0.1:1", load_balancing="random")  # type: ignore[arg-type]
+async def test_misuse_of_a_redis_backed_log_is_a_usage_error(redis: RedisServer) -> None:
+    log = Broadcast(LogEntry, backend=RedisStreams(redis.url, "logs"))
+    with pytest.raises(grpcstream.UsageError, match="before start"):
+        await log.apublish(LogEntry())
+    async with log:
+        with pytest.raises(grpcstream.UsageError, match="publishes with `await apublish"):
+            log.publish(LogEntry())
+    with pytest.raises(grpcstream.StreamClosedError):
+        await log.apublish(LogEntry())
+    async with publisher(redis.url) as pub:
+        with pytest.raises(grpcstream.Unavailable, match="only publishes"):
+            await read(pub, 0, 1)

@@ -3,38 +3,36 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import random
-from collections.abc import Iterator
-from typing import TypeAlias
+from collections.abc import AsyncIterator, Iterator
+from typing import Literal, TypeAlias
 
 import grpc
 import pytest
 
 import grpcstream
 from grpcstream import Broadcast
-from grpcstream._broadcast import Policy
 from grpcstream.testing import RunningServer, serve
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import (
-    FollowRequest,
-    LogBatch,
     LogEntry,
     LogRequest,
-    Status,
-    StatusRequest,
-    UploadSummary,
 )
-from tests.support.servers import WAIT
+from tests.support.batch_servicer import LOG_BATCHES
+from tests.support.servers import WAIT, grpcstream_tasks
 
 LogClient: TypeAlias = "grpcstream.StreamClient[logs_pb2_grpc.LogServiceAsyncStub]"
 PADDING = "x" * 1000  # entries of ~1 KB: a few thousand overflow any flow-control window
 # A client that must stay behind: no BDP probing, so its window stays at 64 KiB.
 SMALL_WINDOW = (("grpc.http2.bdp_probe", 0),)
+Policy: TypeAlias = Literal["drop_oldest", "disconnect", "block"]
 
 
 class BroadcastLogs(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer):
-    """StreamLogs serves ``log``; ``service`` picks the policy ("block", "disconnect"...)."""
+    """StreamLogs serves ``log``; the request's ``service`` names the policy (default
+    ``drop_oldest``), ``after_seq``/``last``/``limit`` go to ``serve()`` as they are."""
 
     def __init__(self, log: Broadcast[LogEntry], max_lag: int | None = None) -> None:
         self.log = log
@@ -75,24 +73,6 @@ class BroadcastLogs(grpcstream.StreamServicer, logs_pb2_grpc.LogServiceServicer)
             if self.active == 0:
                 self.idle.set()
 
-    @grpcstream.unary
-    async def GetStatus(self, request: StatusRequest, context: grpcstream.CallContext) -> Status:
-        raise grpcstream.Unimplemented("not served here")
-
-    @grpcstream.client_streaming
-    async def UploadLogs(
-        self, requests: grpcstream.RequestStream[LogEntry], context: grpcstream.CallContext
-    ) -> UploadSummary:
-        raise grpcstream.Unimplemented("not served here")
-
-    @grpcstream.bidi_streaming
-    async def Follow(
-        self,
-        requests: grpcstream.RequestStream[FollowRequest],
-        stream: grpcstream.ServerStream[LogEntry],
-    ) -> None:
-        raise grpcstream.Unimplemented("not served here")
-
 
 @pytest.fixture(autouse=True)
 def _collect_garbage() -> Iterator[None]:
@@ -110,6 +90,26 @@ def client_for(running: RunningServer) -> LogClient:
     return running.client(logs_pb2_grpc.LogServiceStub, timeout=60.0)
 
 
+@contextlib.asynccontextmanager
+async def small_window_client(running: RunningServer) -> AsyncIterator[LogClient]:
+    """A client on its own channel whose flow-control window stays at 64 KiB: it lags."""
+    async with grpcstream.connect(running.target, options=SMALL_WINDOW) as channel:
+        yield grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=60.0)
+
+
+async def publish_all(log: Broadcast[LogEntry], total: int, yield_every: int | None = None) -> None:
+    """Publish padded entries 1..total, then close the log.
+
+    ``apublish()`` yields to the loop only while it waits for room, unless ``yield_every``
+    makes it yield every that many entries, as a real publisher does now and then.
+    """
+    for seq in range(1, total + 1):
+        await log.apublish(entry(seq, padded=True))
+        if yield_every is not None and seq % yield_every == 0:
+            await asyncio.sleep(0)
+    await log.aclose()
+
+
 async def seqs(client: LogClient, request: LogRequest) -> list[int]:
     async with client.server_stream(client.stub.StreamLogs, request) as entries:
         return [e.seq async for e in entries]
@@ -120,7 +120,7 @@ async def seqs(client: LogClient, request: LogRequest) -> list[int]:
 async def test_100_grpc_subscribers_each_get_exactly_1_to_n() -> None:
     total = 500
     log = Broadcast(LogEntry, max_entries=total, key=lambda e: e.seq)
-    async with serve(BroadcastLogs(log)) as running:
+    async with serve(BroadcastLogs(log)) as running:  # type: ignore[abstract]
         client = client_for(running)
         readers = [
             asyncio.create_task(seqs(client, LogRequest(after_seq=0, service="block")))
@@ -139,7 +139,7 @@ async def test_100_grpc_subscribers_each_get_exactly_1_to_n() -> None:
 async def test_a_subscriber_joining_mid_publish_after_k_gets_exactly_k_plus_1_to_n() -> None:
     total, k = 3_000, 500
     log = Broadcast(LogEntry, max_entries=total)
-    servicer = BroadcastLogs(log)
+    servicer = BroadcastLogs(log)  # type: ignore[abstract]
     async with serve(servicer) as running:
         client = client_for(running)
         first = asyncio.create_task(seqs(client, LogRequest(after_seq=0)))
@@ -167,7 +167,7 @@ async def test_after_older_than_the_log_is_out_of_range_naming_the_oldest() -> N
     log = Broadcast(LogEntry, max_entries=10)
     for seq in range(1, 101):
         log.publish(entry(seq))
-    async with serve(BroadcastLogs(log)) as running:
+    async with serve(BroadcastLogs(log)) as running:  # type: ignore[abstract]
         client = client_for(running)
         with pytest.raises(grpcstream.OutOfRange, match="the oldest entry held is 91") as info:
             await seqs(client, LogRequest(after_seq=42))
@@ -179,11 +179,10 @@ async def test_after_older_than_the_log_is_out_of_range_naming_the_oldest() -> N
 async def test_slow_drop_oldest_subscriber_skips_while_the_others_get_everything() -> None:
     total = 3_000
     log = Broadcast(LogEntry, max_entries=100)
-    servicer = BroadcastLogs(log)
+    servicer = BroadcastLogs(log)  # type: ignore[abstract]
     async with serve(servicer) as running:
         fast = client_for(running)
-        async with grpcstream.connect(running.target, options=SMALL_WINDOW) as channel:
-            slow = grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=60.0)
+        async with small_window_client(running) as slow:
             async with slow.server_stream(
                 slow.stub.StreamLogs, LogRequest(after_seq=0, service="drop_oldest")
             ) as lagging:
@@ -192,11 +191,7 @@ async def test_slow_drop_oldest_subscriber_skips_while_the_others_get_everything
                 )
                 async with asyncio.timeout(WAIT * 3):
                     await servicer.wait_for_handlers(2)
-                    for seq in range(1, total + 1):
-                        await log.apublish(entry(seq, padded=True))  # paced by the fast one
-                        if seq % 10 == 0:
-                            await asyncio.sleep(0)
-                    await log.aclose()
+                    await publish_all(log, total, yield_every=10)  # paced by the fast one
                     got = [e.seq async for e in lagging]
                     assert await fast_task == list(range(1, total + 1))
     assert got == sorted(set(got))  # in order, no duplicate
@@ -207,11 +202,10 @@ async def test_slow_drop_oldest_subscriber_skips_while_the_others_get_everything
 async def test_slow_disconnect_subscriber_ends_resource_exhausted_and_resumes() -> None:
     total = 3_000
     log = Broadcast(LogEntry, max_entries=total)
-    servicer = BroadcastLogs(log, max_lag=100)
+    servicer = BroadcastLogs(log, max_lag=100)  # type: ignore[abstract]
     async with serve(servicer) as running:
         fast = client_for(running)
-        async with grpcstream.connect(running.target, options=SMALL_WINDOW) as channel:
-            slow = grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=60.0)
+        async with small_window_client(running) as slow:
             received: list[int] = []
             async with slow.server_stream(
                 slow.stub.StreamLogs, LogRequest(after_seq=0, service="disconnect")
@@ -221,11 +215,7 @@ async def test_slow_disconnect_subscriber_ends_resource_exhausted_and_resumes() 
                 )
                 async with asyncio.timeout(WAIT * 3):
                     await servicer.wait_for_handlers(2)
-                    for seq in range(1, total + 1):
-                        await log.apublish(entry(seq, padded=True))
-                        if seq % 10 == 0:
-                            await asyncio.sleep(0)  # a real publisher yields now and then
-                    await log.aclose()
+                    await publish_all(log, total, yield_every=10)
                     with pytest.raises(grpcstream.ResourceExhausted, match="resume after"):
                         async for e in lagging:
                             received.append(e.seq)
@@ -239,11 +229,10 @@ async def test_slow_disconnect_subscriber_ends_resource_exhausted_and_resumes() 
 async def test_slow_block_subscriber_holds_the_publisher_and_loses_nothing() -> None:
     total = 2_000
     log = Broadcast(LogEntry, max_entries=100)
-    servicer = BroadcastLogs(log)
+    servicer = BroadcastLogs(log)  # type: ignore[abstract]
     async with serve(servicer) as running:
         fast = client_for(running)
-        async with grpcstream.connect(running.target, options=SMALL_WINDOW) as channel:
-            slow = grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=60.0)
+        async with small_window_client(running) as slow:
             async with (
                 slow.server_stream(
                     slow.stub.StreamLogs, LogRequest(after_seq=0, service="block")
@@ -260,7 +249,9 @@ async def test_slow_block_subscriber_holds_the_publisher_and_loses_nothing() -> 
                     fast_seqs: list[int] = []
                     async for e in others:
                         fast_seqs.append(e.seq)
-                        if e.seq == log.statistics().newest and log._room is not None:
+                        # apublish() only yields while it waits for room, so a publisher
+                        # that is not done is held back by the slow subscriber.
+                        if e.seq == log.statistics().newest and not publisher.done():
                             break  # caught up, and the publisher waits for the slow one
                     assert not publisher.done()
                     assert fast_seqs == list(range(1, len(fast_seqs) + 1))
@@ -270,17 +261,11 @@ async def test_slow_block_subscriber_holds_the_publisher_and_loses_nothing() -> 
     assert got == list(range(1, total + 1))
 
 
-async def publish_all(log: Broadcast[LogEntry], total: int) -> None:
-    for seq in range(1, total + 1):
-        await log.apublish(entry(seq, padded=True))
-    await log.aclose()
-
-
 @pytest.mark.slow
 @pytest.mark.timeout(180)
 async def test_1000_grpc_subscribers_cancelling_at_random_leave_nothing_behind() -> None:
     log = Broadcast(LogEntry, max_entries=10_000)
-    servicer = BroadcastLogs(log)
+    servicer = BroadcastLogs(log)  # type: ignore[abstract]
     rng = random.Random(1000)
     async with serve(servicer) as running:
         client = client_for(running)
@@ -303,10 +288,9 @@ async def test_1000_grpc_subscribers_cancelling_at_random_leave_nothing_behind()
             await asyncio.wait(watchers)
             await servicer.idle.wait()  # every handler has returned
         assert log.statistics().subscribers == 0
-        assert not log._waiting
-        assert not log._watches
-        leftovers = [t for t in asyncio.all_tasks() if t.get_name().startswith("grpcstream-")]
-        assert leftovers == []
+        # No task is left: no writer, no producer, no drain watch (one runs per drain
+        # event while a subscription is served under it).
+        assert grpcstream_tasks() == set()
 
 
 async def test_a_drain_ends_served_streams_unavailable_naming_the_position() -> None:
@@ -314,7 +298,7 @@ async def test_a_drain_ends_served_streams_unavailable_naming_the_position() -> 
     for seq in range(1, 6):
         log.publish(entry(seq))
     server = grpcstream.StreamServer("127.0.0.1:0", grace=5.0)
-    servicer = BroadcastLogs(log)
+    servicer = BroadcastLogs(log)  # type: ignore[abstract]
     server.add(servicer)
     await server.start()
     try:
@@ -337,9 +321,6 @@ async def test_a_drain_ends_served_streams_unavailable_naming_the_position() -> 
         await server.stop(grace=0)
 
 
-LOG_BATCHES = grpcstream.Batching(LogBatch, LogEntry, field="entries")
-
-
 class BatchedBroadcast(grpcstream.StreamServicer, logs_pb2_grpc.LogBatchServiceServicer):
     """StreamLogBatches serves ``log`` with coalescing: entries travel in LogBatch messages."""
 
@@ -352,34 +333,12 @@ class BatchedBroadcast(grpcstream.StreamServicer, logs_pb2_grpc.LogBatchServiceS
     ) -> None:
         await self.log.serve(stream, after=request.after_seq, limit=request.limit or None)
 
-    @grpcstream.client_streaming(batching=LOG_BATCHES)
-    async def UploadLogBatches(
-        self, requests: grpcstream.RequestStream[LogEntry], context: grpcstream.CallContext
-    ) -> UploadSummary:
-        raise grpcstream.Unimplemented("not served here")
-
-    @grpcstream.bidi_streaming(batching=LOG_BATCHES)
-    async def FollowBatches(
-        self,
-        requests: grpcstream.RequestStream[FollowRequest],
-        stream: grpcstream.ServerStream[LogEntry],
-    ) -> None:
-        raise grpcstream.Unimplemented("not served here")
-
-    @grpcstream.bidi_streaming(batching=LOG_BATCHES)
-    async def EchoBatches(
-        self,
-        requests: grpcstream.RequestStream[LogEntry],
-        stream: grpcstream.ServerStream[LogEntry],
-    ) -> None:
-        raise grpcstream.Unimplemented("not served here")
-
 
 async def test_serve_works_with_coalescing_and_resume_after_k() -> None:
     log = Broadcast(LogEntry, key=lambda e: e.seq)
     for seq in range(1, 1001):
         log.publish(entry(seq))
-    async with serve(BatchedBroadcast(log)) as running:
+    async with serve(BatchedBroadcast(log)) as running:  # type: ignore[abstract]
         client = running.client(logs_pb2_grpc.LogBatchServiceStub, timeout=WAIT)
         request = LogRequest(after_seq=250, limit=750)
         async with client.server_stream(

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.child_processes import child, read_line
+
 NODE_DIR = Path(__file__).resolve().parent / "node"
 START_TIMEOUT = 30.0
 RUN_TIMEOUT = 120.0
@@ -44,48 +46,30 @@ def node_executable() -> str:
 @contextlib.asynccontextmanager
 async def node_server() -> AsyncIterator[str]:
     """Run the grpc-js TestService server on a free port; yield its target."""
-    process = await asyncio.create_subprocess_exec(
-        node_executable(),
-        str(NODE_DIR / "server.js"),
-        "0",
-        cwd=NODE_DIR,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    try:
-        async with asyncio.timeout(START_TIMEOUT):
-            line = (await process.stdout.readline()).decode()
+    server = child(node_executable(), str(NODE_DIR / "server.js"), "0", cwd=NODE_DIR, stderr=None)
+    async with server as process:
+        line = await read_line(process, START_TIMEOUT)
         if not line.startswith("LISTENING "):
             raise RuntimeError(f"the grpc-js server did not start: {line!r}")
         yield f"127.0.0.1:{int(line.split()[1])}"
-    finally:
-        if process.returncode is None:
-            process.terminate()
-            try:
-                async with asyncio.timeout(START_TIMEOUT):
-                    await process.wait()
-            except TimeoutError:
-                process.kill()
+        process.terminate()
+        with contextlib.suppress(TimeoutError):  # then it is killed
+            async with asyncio.timeout(START_TIMEOUT):
                 await process.wait()
 
 
 async def run_node_client(target: str) -> dict[str, str | None]:
     """Run every interop case with the grpc-js client; None for a pass, else the failure."""
-    process = await asyncio.create_subprocess_exec(
+    client = child(
         node_executable(),
         str(NODE_DIR / "client.js"),
         target,
         cwd=NODE_DIR,
-        stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
-    try:
+    async with client as process:
         async with asyncio.timeout(RUN_TIMEOUT):
             output, errors = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
     if process.returncode != 0:
         raise RuntimeError(f"the grpc-js client exited {process.returncode}: {errors.decode()}")
     results: dict[str, str | None] = {}

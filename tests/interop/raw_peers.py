@@ -38,9 +38,6 @@ _CODES = {code.value[0]: code for code in grpc.StatusCode}
 Context = grpc.aio.ServicerContext[object, object]
 
 
-# -- server ------------------------------------------------------------------------------------
-
-
 async def _echo(context: Context) -> tuple[tuple[str, str | bytes], ...]:
     received = tuple(context.invocation_metadata() or ())
     initial = tuple((k, v) for k, v in received if k == ECHO_INITIAL[0])
@@ -104,9 +101,6 @@ async def raw_test_server() -> AsyncIterator[str]:
         yield f"127.0.0.1:{port}"
     finally:
         await server.stop(None)
-
-
-# -- client ------------------------------------------------------------------------------------
 
 
 class Failure(AssertionError):

@@ -82,11 +82,9 @@ def test_interop(direction: str, case: str) -> None:
     assert results[case] is None, f"{direction} {case}: {results[case]}"
 
 
-# -- negative controls: the client checks what it claims to check ---------------------------
-
-
 class FaultyTestService(TestService):
-    """A TestService with one deliberate fault."""
+    """A TestService with one deliberate fault: the negative controls run the interop
+    client against it, to show the client checks what it claims to check."""
 
     def __init__(self, fault: str) -> None:
         self.fault = fault

@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import re
-import signal
-import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import grpc.aio
@@ -17,75 +13,23 @@ import grpcstream
 from examples.logs.batches import LOG_BATCHES
 from grpcstream_demo import logs_pb2_grpc
 from grpcstream_demo.logs_pb2 import ERROR, FollowRequest, LogEntry, LogRequest
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
-READY = re.compile(r"listening on (127\.0\.0\.1:\d+)")
-START_TIMEOUT = 30.0  # importing grpc in a fresh interpreter is slow on a loaded machine
-RUN_TIMEOUT = 40.0
-
-
-async def run(module: str, *args: str, timeout: float = RUN_TIMEOUT) -> tuple[int, str]:
-    """Run ``python -m module args``; return its exit code and its output."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        *args,
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(timeout):
-            output, _ = await process.communicate()
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-    assert process.returncode is not None
-    return process.returncode, output.decode()
-
-
-@contextlib.asynccontextmanager
-async def server(module: str, *args: str) -> AsyncIterator[str]:
-    """Run an example server on a free port; yield its target; SIGTERM it, expect exit 0."""
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        module,
-        "--port=0",
-        *args,
-        cwd=REPO_ROOT,
-        stdout=asyncio.subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    try:
-        async with asyncio.timeout(START_TIMEOUT):
-            line = (await process.stdout.readline()).decode()
-        ready = READY.search(line)
-        assert ready, f"{module} did not start: {line!r}"
-        yield ready.group(1)
-        process.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(RUN_TIMEOUT):
-            assert await process.wait() == 0
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
+from tests.support.child_processes import example_server, run_module
 
 
 async def test_unary_client_and_server() -> None:
-    async with server("examples.unary.server") as target:
-        code, output = await run("examples.unary.client", f"--target={target}", "--service=api")
+    async with example_server("examples.unary.server") as (target, _):
+        code, output = await run_module(
+            "examples.unary.client", f"--target={target}", "--service=api"
+        )
         assert (code, output) == (0, "api: healthy\n")
-        code, output = await run("examples.unary.client", f"--target={target}", "--service=")
+        code, output = await run_module("examples.unary.client", f"--target={target}", "--service=")
         assert code == 1
         assert "INVALID_ARGUMENT" in output
 
 
 @pytest.mark.slow  # over 5 s (pytest --durations)
 async def test_logs_demo_three_viewers_on_one_broadcast() -> None:
-    code, output = await run("examples.logs.demo", "--seconds=6", "--last=10")
+    code, output = await run_module("examples.logs.demo", "--seconds=6", "--last=10")
     assert code == 0, output
     counts = {
         name: tuple(map(int, found))
@@ -116,7 +60,7 @@ async def test_logs_demo_three_viewers_on_one_broadcast() -> None:
 
 
 async def test_logs_demo_firehose_reports_both_methods() -> None:
-    code, output = await run("examples.logs.demo", "--firehose", "--seconds=0.5")
+    code, output = await run_module("examples.logs.demo", "--firehose", "--seconds=0.5")
     assert code == 0, output
     rates = re.findall(r"\((Stream\w+)\): ([\d,]+) entries/s", output)
     assert [method for method, _ in rates] == ["StreamLogs", "StreamLogBatches"], output
@@ -124,7 +68,7 @@ async def test_logs_demo_firehose_reports_both_methods() -> None:
 
 
 async def test_logs_server_serves_batches_to_a_plain_client_and_entries_to_grpcstream() -> None:
-    async with server("examples.logs.server", "--rate=200") as target:
+    async with example_server("examples.logs.server", "--rate=200") as (target, _):
         async with grpc.aio.insecure_channel(target) as channel:
             stub = logs_pb2_grpc.LogBatchServiceStub(channel)
             batches = [
@@ -148,7 +92,7 @@ async def test_logs_server_serves_batches_to_a_plain_client_and_entries_to_grpcs
 async def test_logs_server_tails_a_file_and_resumes(tmp_path: Path) -> None:
     log = tmp_path / "app.log"
     log.write_text("boot\nERROR disk full\nready\n")
-    async with server("examples.logs.server", f"--file={log}") as target:
+    async with example_server("examples.logs.server", f"--file={log}") as (target, _):
         async with grpcstream.connect(target) as channel:
             client = grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=20.0)
             request = LogRequest(after_seq=1)
@@ -165,7 +109,7 @@ async def test_logs_server_tails_a_file_and_resumes(tmp_path: Path) -> None:
 
 
 async def test_logs_server_follow_changes_filter_and_upload() -> None:
-    async with server("examples.logs.server", "--rate=200") as target:
+    async with example_server("examples.logs.server", "--rate=200") as (target, _):
         async with grpcstream.connect(target) as channel:
             client = grpcstream.StreamClient(channel, logs_pb2_grpc.LogServiceStub, timeout=20.0)
             async with client.bidi_stream(client.stub.Follow) as follow:
@@ -188,25 +132,26 @@ async def test_logs_server_follow_changes_filter_and_upload() -> None:
 async def test_upload_checks_the_checksum(tmp_path: Path) -> None:
     data = tmp_path / "data.bin"
     data.write_bytes(bytes(range(256)) * 1000)
-    (tmp_path / "saved").mkdir()
-    async with server("examples.upload.server", f"--save-dir={tmp_path / 'saved'}") as target:
-        code, output = await run(
+    saved = tmp_path / "saved"
+    saved.mkdir()
+    async with example_server("examples.upload.server", f"--save-dir={saved}") as (target, _):
+        code, output = await run_module(
             "examples.upload.client", str(data), f"--target={target}", "--chunk-size=10000"
         )
     assert code == 0, output
     assert "sent 100% (256000 of 256000 bytes)" in output
     assert "data.bin: 256000 bytes in 26 chunks, checksum ok" in output
-    assert (tmp_path / "saved" / "data.bin").read_bytes() == data.read_bytes()
+    assert (saved / "data.bin").read_bytes() == data.read_bytes()
 
 
 async def test_chat_two_clients_talk_and_leave() -> None:
-    async with server("examples.chat.server") as target:
+    async with example_server("examples.chat.server") as (target, _):
         common = (f"--target={target}", "--room=test", "--timeout=30")
         (alice_code, alice), (bob_code, bob) = await asyncio.gather(
-            run(
+            run_module(
                 "examples.chat.client", *common, "--name=alice", "--say=hi bob", "--until-from=bob"
             ),
-            run(
+            run_module(
                 "examples.chat.client",
                 *common,
                 "--name=bob",
@@ -227,7 +172,7 @@ async def test_chat_two_clients_talk_and_leave() -> None:
 
 
 async def test_interop_client_and_server() -> None:
-    async with server("examples.interop.server") as target:
-        code, output = await run("examples.interop.client", target)
+    async with example_server("examples.interop.server") as (target, _):
+        code, output = await run_module("examples.interop.client", target)
     assert code == 0, output
     assert output.count(": PASS") == 14, output

@@ -10,15 +10,16 @@ import sys
 import tomllib
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-PROTO_ROOT = ROOT / "protos"
+from tests.support.servers import REPO_ROOT
+
+PROTO_ROOT = REPO_ROOT / "protos"
 
 
 def _generate(out: Path, proto_root: Path = PROTO_ROOT) -> None:
     subprocess.run(
         [
             sys.executable,
-            str(ROOT / "scripts" / "gen_protos.py"),
+            str(REPO_ROOT / "scripts" / "gen_protos.py"),
             "--out",
             str(out),
             "--proto-root",
@@ -73,7 +74,8 @@ def _version(text: str) -> tuple[int, ...]:
 
 
 def test_generated_stamp_is_within_the_declared_grpcio_floor() -> None:
-    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    pyproject = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())
+    dependencies = pyproject["project"]["dependencies"]
     floors = [re.fullmatch(r"grpcio>=([0-9.]+),<2", d) for d in dependencies]
     floor = next(m.group(1) for m in floors if m)
     stamps = {

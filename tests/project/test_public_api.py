@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import inspect
 import pkgutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
 
 import grpcstream
+from tests.support.servers import REPO_ROOT
 
 
 def _public_names_defined_in_package() -> set[str]:
@@ -44,14 +51,25 @@ def test_every_public_class_and_function_has_a_docstring() -> None:
 
 
 def test_only_testing_is_a_public_submodule() -> None:
-    public = [
-        m.name for m in pkgutil.iter_modules(grpcstream.__path__) if not m.name.startswith("_")
-    ]
-    assert public in ([], ["testing"])
+    modules = [module.name for module in pkgutil.iter_modules(grpcstream.__path__)]
+    assert [name for name in modules if not name.startswith("_")] == ["testing"]
+    assert len(modules) > 1  # the private modules are found too: the listing is not empty
 
 
-def test_py_typed_is_shipped() -> None:
-    assert inspect.getfile(grpcstream).endswith("__init__.py")
-    from importlib.resources import files
-
-    assert files("grpcstream").joinpath("py.typed").is_file()
+@pytest.mark.slow
+def test_py_typed_is_shipped(tmp_path: Path) -> None:
+    """The built wheel carries ``py.typed`` (``make wheel-check`` also installs it and checks
+    the installed copy: scripts/wheel_check.py and tests/wheel_smoke/installed.py)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(tmp_path)],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=55,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    (wheel,) = tmp_path.glob("grpcstream-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "grpcstream/py.typed" in names
+    assert "grpcstream/testing.py" in names

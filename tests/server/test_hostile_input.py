@@ -1,7 +1,8 @@
 """Hostile and broken clients: the server answers with a status, stays bounded, and recovers.
 
-Every test ends by checking that the server still serves a normal call correctly and that
-its asyncio task count is back at the baseline measured before the abuse began.
+Every test ends by checking that the server still serves a normal call correctly, that no
+grpcstream task is left and that its asyncio task count is back at the baseline measured
+before the abuse began.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 import grpc
 import grpc.aio
@@ -19,7 +21,7 @@ import pytest
 import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
-from tests.support.dummy_servicer import DummyStreamService
+from tests.support.echo_servicer import Echo
 from tests.support.servers import (
     SERVICE,
     WAIT,
@@ -28,10 +30,71 @@ from tests.support.servers import (
     serving,
     wait_until,
 )
+from tests.support.subprocess_stream_server import FLOOD_MESSAGE_BYTES
 from tests.support.tcp_proxy import tcp_proxy
 
 GARBAGE = b"\xff\xff\xff"  # a truncated varint tag: not a valid protobuf message
 MiB = 1024 * 1024
+ServicerT = TypeVar("ServicerT", bound=Echo)
+
+
+class RepliesOfRequestedSize(Echo):
+    """``Unary`` and ``Bidi`` answer each request with a ``value`` of ``request.seq`` bytes."""
+
+    @grpcstream.unary
+    async def Unary(self, request: Req, context: grpcstream.CallContext) -> Reply:
+        self.calls += 1
+        return Reply(value="x" * request.seq, seq=request.seq)
+
+    @grpcstream.bidi_streaming
+    async def Bidi(
+        self, requests: grpcstream.RequestStream[Req], stream: grpcstream.ServerStream[Reply]
+    ) -> None:
+        self.calls += 1
+        async for request in requests:
+            await stream.send(Reply(value="x" * request.seq, seq=request.seq))
+
+
+class HoldsBidi(Echo):
+    """``Bidi`` sends "hello", then holds the stream open until it is cancelled."""
+
+    @grpcstream.bidi_streaming
+    async def Bidi(
+        self, requests: grpcstream.RequestStream[Req], stream: grpcstream.ServerStream[Reply]
+    ) -> None:
+        self.calls += 1
+        await stream.send(Reply(value="hello"))
+        await asyncio.Event().wait()
+
+
+class TalksAfterHalfClose(Echo):
+    """``Bidi`` echoes, and after the client's half-close keeps sending until it is gone.
+
+    Events record the handler reaching that point, its ``send()`` failing, and its return.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.talking = asyncio.Event()
+        self.send_failed = asyncio.Event()
+        self.handler_returned = asyncio.Event()
+
+    @grpcstream.bidi_streaming
+    async def Bidi(
+        self, requests: grpcstream.RequestStream[Req], stream: grpcstream.ServerStream[Reply]
+    ) -> None:
+        self.calls += 1
+        async for request in requests:
+            await stream.send(Reply(seq=request.seq))
+        self.talking.set()
+        try:
+            while True:
+                await stream.send(Reply(value="more"))
+        except grpcstream.BrokenStreamError:
+            self.send_failed.set()
+            raise
+        finally:
+            self.handler_returned.set()
 
 
 def _stub(channel: grpc.aio.Channel) -> dummy_pb2_grpc.DummyServiceAsyncStub:
@@ -55,28 +118,25 @@ async def task_baseline(target: str) -> int:
 
 async def back_to_baseline(target: str, baseline: int) -> None:
     """Every task the abuse caused has ended, and the server answers correctly."""
-    await wait_until(lambda: len(asyncio.all_tasks()) <= baseline and not grpcstream_tasks())
+    await wait_until(lambda: not grpcstream_tasks() and len(asyncio.all_tasks()) <= baseline)
     await serves_normally(target)
     await wait_until(lambda: len(asyncio.all_tasks()) <= baseline)
 
 
 @contextlib.asynccontextmanager
 async def served(
-    **server_options: object,
-) -> AsyncIterator[tuple[DummyStreamService, str, int]]:
-    """A DummyStreamService on an in-process StreamServer; yields it, target, task baseline."""
-    servicer = DummyStreamService()
+    servicer: ServicerT, **server_options: object
+) -> AsyncIterator[tuple[ServicerT, str, int]]:
+    """``servicer`` on an in-process StreamServer; yields it, the target, the task baseline."""
     async with serving(servicer, **server_options) as (_, target):
         baseline = await task_baseline(target)
         servicer.calls = 0  # count only what the test itself causes
+        servicer.requests_seen.clear()
         yield servicer, target, baseline
 
 
-# -- malformed requests ----------------------------------------------------------------------
-
-
 async def test_unparseable_requests_get_a_status_and_never_reach_a_handler() -> None:
-    async with served() as (servicer, target, baseline):
+    async with served(Echo()) as (servicer, target, baseline):
         async with grpc.aio.insecure_channel(target) as channel:
             # No serializers: the bytes go on the wire as they are.
             unary: grpc.aio.UnaryUnaryMultiCallable[bytes, bytes] = channel.unary_unary(
@@ -124,12 +184,9 @@ async def test_unparseable_requests_get_a_status_and_never_reach_a_handler() -> 
         await back_to_baseline(target, baseline)
 
 
-# -- limits ----------------------------------------------------------------------------------
-
-
 async def test_oversized_messages_are_refused_in_both_directions() -> None:
     limits = {"max_receive_message_bytes": 1024, "max_send_message_bytes": 1024}
-    async with served(**limits) as (servicer, target, baseline):
+    async with served(RepliesOfRequestedSize(), **limits) as (servicer, target, baseline):
         async with grpcstream.connect(target) as channel:
             client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub, timeout=WAIT)
             stub = client.stub
@@ -144,24 +201,26 @@ async def test_oversized_messages_are_refused_in_both_directions() -> None:
                     await upload.close_and_receive()
             # server -> client: the server's max_send refuses its own oversized reply
             with pytest.raises(grpcstream.ResourceExhausted):
-                await client.unary(stub.Unary, Req(value="big:2000"))
+                await client.unary(stub.Unary, Req(seq=2000))
             with pytest.raises(grpcstream.ResourceExhausted):
-                async with client.server_stream(stub.ServerStream, Req(value="big:2000")) as r:
-                    async for _ in r:
+                async with client.bidi_stream(stub.Bidi) as chat:
+                    await chat.send(Req(seq=2000))
+                    await chat.close_send()
+                    async for _ in chat:
                         pass
             # just under the limits is fine
-            assert len((await client.unary(stub.Unary, Req(value="big:900"))).value) == 900
+            assert len((await client.unary(stub.Unary, Req(seq=900))).value) == 900
         await back_to_baseline(target, baseline)
 
 
 async def test_default_limits_are_4_mib_in_both_directions() -> None:
     five_mib = 5 * MiB
-    async with served() as (servicer, target, baseline):
+    async with served(RepliesOfRequestedSize()) as (servicer, target, baseline):
         # the client accepts more than 4 MiB here, so only the server's send limit applies
         async with grpcstream.connect(target, max_receive_message_bytes=8 * MiB) as channel:
             client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub, timeout=WAIT)
             with pytest.raises(grpcstream.ResourceExhausted, match="SERVER: Sent message larger"):
-                await client.unary(client.stub.Unary, Req(value=f"big:{five_mib}"))
+                await client.unary(client.stub.Unary, Req(seq=five_mib))
             with pytest.raises(grpcstream.ResourceExhausted, match="CLIENT: Sent message larger"):
                 await client.unary(client.stub.Unary, Req(value="x" * five_mib))
             assert servicer.calls == 1  # only the first reached a handler
@@ -169,7 +228,7 @@ async def test_default_limits_are_4_mib_in_both_directions() -> None:
 
 
 async def test_oversized_metadata_is_refused_before_any_handler() -> None:
-    async with served(max_metadata_bytes=2048) as (servicer, target, baseline):
+    async with served(Echo(), max_metadata_bytes=2048) as (servicer, target, baseline):
         async with grpcstream.connect(target) as channel:
             client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub, timeout=WAIT)
             stub = client.stub
@@ -187,15 +246,16 @@ async def test_oversized_metadata_is_refused_before_any_handler() -> None:
                     async for _ in chat:
                         pass
             small = (("x-tag", "a" * 500),)
-            assert (await client.unary(stub.Unary, Req(value="metadata"), metadata=small)).value
+            reply = await client.unary(stub.Unary, Req(value="through"), metadata=small)
+            assert reply.value == "through"
         await back_to_baseline(target, baseline)
 
 
 async def test_rpcs_beyond_max_concurrent_rpcs_are_refused() -> None:
-    async with served(max_concurrent_rpcs=4) as (servicer, target, baseline):
+    async with served(HoldsBidi(), max_concurrent_rpcs=4) as (servicer, target, baseline):
         async with grpc.aio.insecure_channel(target) as channel:
             stub = _stub(channel)
-            holding = [stub.ServerStream(Req(value="hold")) for _ in range(4)]
+            holding = [stub.Bidi() for _ in range(4)]
             for call in holding:
                 first = await asyncio.wait_for(call.read(), WAIT)
                 assert isinstance(first, Reply)
@@ -211,10 +271,10 @@ async def test_rpcs_beyond_max_concurrent_rpcs_are_refused() -> None:
 
 
 async def test_streams_beyond_max_concurrent_streams_wait_for_a_free_slot() -> None:
-    async with served(max_concurrent_streams=2) as (servicer, target, baseline):
+    async with served(HoldsBidi(), max_concurrent_streams=2) as (servicer, target, baseline):
         async with grpc.aio.insecure_channel(target) as channel:
             stub = _stub(channel)
-            holding = [stub.ServerStream(Req(value="hold")) for _ in range(2)]
+            holding = [stub.Bidi() for _ in range(2)]
             for call in holding:
                 assert isinstance(await asyncio.wait_for(call.read(), WAIT), Reply)
             # HTTP/2 limit per connection: a third stream is not refused, it queues in
@@ -230,14 +290,12 @@ async def test_streams_beyond_max_concurrent_streams_wait_for_a_free_slot() -> N
         await back_to_baseline(target, baseline)
 
 
-# -- slow-loris ------------------------------------------------------------------------------
-
 STREAMS = 200
-MESSAGE_BYTES = 4096
+MESSAGE_BYTES = FLOOD_MESSAGE_BYTES
 
 
 async def _stats(stub: dummy_pb2_grpc.DummyServiceAsyncStub) -> dict[str, int]:
-    reply = await stub.Unary(Req(value="stats"), timeout=WAIT)
+    reply = await stub.Unary(Req(), timeout=WAIT)
     stats: dict[str, int] = json.loads(reply.value)
     return stats
 
@@ -266,7 +324,7 @@ async def test_slow_loris_streams_leave_server_memory_bounded() -> None:
     # bounded queue the same client would grow the server by ~4 KiB per message forever.
     per_stream = (64 + 2) * MESSAGE_BYTES
     bound = min(200 * MiB, 2 * STREAMS * per_stream + 40 * MiB)
-    server = ServerProcess(0, "tests.support.subprocess_stream_server")
+    server = ServerProcess(0, "tests.support.subprocess_stream_server", "flood")
     target = await server.start()
     try:
         async with (
@@ -277,13 +335,10 @@ async def test_slow_loris_streams_leave_server_memory_bounded() -> None:
             ) as flood_channel,
         ):
             control_stub = _stub(control)
-            await serves_normally(target)
             baseline = (await _stats(control_stub))["tasks"]
             rss_before = psutil.Process(server.process.pid).memory_info().rss
             flood = _stub(flood_channel)
-            calls = [
-                flood.ServerStream(Req(value=f"flood:{MESSAGE_BYTES}")) for _ in range(STREAMS)
-            ]
+            calls = [flood.ServerStream(Req()) for _ in range(STREAMS)]
             # never read: wait until every handler's queue is full and send() waits
             async with asyncio.timeout(60):
                 while (await _stats(control_stub))["flood_blocked"] < STREAMS:  # noqa: ASYNC110
@@ -294,16 +349,17 @@ async def test_slow_loris_streams_leave_server_memory_bounded() -> None:
             for call in calls:
                 call.cancel()
             await _wait_stats(control_stub, flood_active=0, tasks=baseline)
-            await serves_normally(target)
+            assert await _stats(control_stub) == {
+                "tasks": baseline,
+                "flood_active": 0,
+                "flood_blocked": 0,
+            }
     finally:
         await server.kill()
 
 
-# -- clients that vanish or misbehave --------------------------------------------------------
-
-
 async def test_a_client_that_half_closes_and_disappears_leaks_nothing() -> None:
-    async with served() as (servicer, target, baseline):
+    async with served(TalksAfterHalfClose()) as (servicer, target, baseline):
         port = int(target.rsplit(":", 1)[1])
         async with (
             tcp_proxy(port) as proxy,
@@ -312,10 +368,10 @@ async def test_a_client_that_half_closes_and_disappears_leaks_nothing() -> None:
             stub = _stub(channel)
             # bidi: half-close, the server keeps talking, then the connection dies
             chat = stub.Bidi()
-            await chat.write(Req(seq=1, value="talk_after_close"))
+            await chat.write(Req(seq=1))
             await chat.done_writing()
             assert isinstance(await asyncio.wait_for(chat.read(), WAIT), Reply)
-            await asyncio.wait_for(servicer.handler_started.wait(), WAIT)
+            await asyncio.wait_for(servicer.talking.wait(), WAIT)
             # client streaming: half-closed, response not yet read
             upload = stub.ClientStream()
             await upload.write(Req(seq=1))
@@ -334,7 +390,7 @@ async def test_a_raw_client_writing_after_done_writing_harms_only_itself() -> No
     (DATA after END_STREAM on the wire is an HTTP/2 protocol error that the C-core answers
     with RST_STREAM before any Python code runs; it is not reachable from a grpc client.)
     """
-    async with served() as (servicer, target, baseline):
+    async with served(Echo()) as (servicer, target, baseline):
         async with grpc.aio.insecure_channel(target) as channel:
             chat = _stub(channel).Bidi(timeout=WAIT)
             await chat.write(Req(seq=1))

@@ -16,8 +16,9 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
-from tests.support.dummy_servicer import DummyStreamService
+from tests.support.echo_servicer import Echo
 from tests.support.servers import WAIT, ServerProcess, serving
+from tests.support.subprocess_stream_server import PACED_ENTRIES
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -25,7 +26,18 @@ OPEN_STREAMS = 10
 IDLE_SECONDS = 4.5  # grpc clients ping at most once a second; 3 strikes earn a GOAWAY
 
 
-async def _read(call: grpc.aio.UnaryStreamCall[Req, Reply]) -> Reply:
+class Holds(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):
+    """``ServerStream`` sends "hello", then holds the stream open and idle until cancelled."""
+
+    @grpcstream.server_streaming
+    async def ServerStream(self, request: Req, stream: grpcstream.ServerStream[Reply]) -> None:
+        await stream.send(Reply(value="hello"))
+        await asyncio.Event().wait()
+
+
+async def _read(
+    call: grpc.aio.UnaryStreamCall[Req, Reply] | grpc.aio.StreamStreamCall[Req, Reply],
+) -> Reply:
     reply = await call.read()
     assert isinstance(reply, Reply)
     return reply
@@ -33,19 +45,18 @@ async def _read(call: grpc.aio.UnaryStreamCall[Req, Reply]) -> Reply:
 
 @pytest.mark.slow  # over 5 s (pytest --durations)
 async def test_sigterm_drains_open_streams_then_exits_zero() -> None:
-    process = ServerProcess(0, "tests.support.subprocess_stream_server", "--grace", "5")
+    process = ServerProcess(0, "tests.support.subprocess_stream_server", "goodbye", "--grace", "5")
     target = await process.start()
     try:
         async with grpc.aio.insecure_channel(target) as channel:
             stub = dummy_pb2_grpc.DummyServiceStub(channel)
             watch = health_pb2_grpc.HealthStub(channel).Watch(health_pb2.HealthCheckRequest())
             assert (await watch.read()).status == SERVING
-            finishing = [
-                stub.ServerStream(Req(value="closing_complete")) for _ in range(OPEN_STREAMS)
-            ]
-            holding = stub.ServerStream(Req(value="hold"))  # ignores closing
-            for call in [*finishing, holding]:
+            finishing = [stub.ServerStream(Req()) for _ in range(OPEN_STREAMS)]
+            holding = stub.Bidi()  # ignores closing
+            for call in finishing:
                 assert (await _read(call)).value == "hello"
+            assert (await _read(holding)).value == "hello"
 
             process.process.send_signal(signal.SIGTERM)
 
@@ -68,16 +79,13 @@ async def test_sigterm_drains_open_streams_then_exits_zero() -> None:
         await process.kill()
 
 
-PACED_ENTRIES = 300  # one every 10 ms: the drain lands mid-stream
-
-
 def _resume_after(request: Req, last: Reply) -> Req:
-    return Req(value=request.value, seq=last.seq)
+    return Req(seq=last.seq)
 
 
 async def test_sigterm_drain_then_restart_the_resumable_client_continues_with_no_loss() -> None:
     """The documented handler shape (return on ``closing``) ends UNAVAILABLE in a drain."""
-    process = ServerProcess(0, "tests.support.subprocess_stream_server", "--grace", "5")
+    process = ServerProcess(0, "tests.support.subprocess_stream_server", "paced", "--grace", "5")
     target = await process.start()
     try:
         async with grpcstream.connect(target) as channel:
@@ -86,7 +94,7 @@ async def test_sigterm_drain_then_restart_the_resumable_client_continues_with_no
             seqs: list[int] = []
             async with client.server_stream(
                 client.stub.ServerStream,
-                Req(value=f"paced:{PACED_ENTRIES}"),
+                Req(),
                 retry=grpcstream.RetryPolicy(on_retry=retries.append),
                 resume=_resume_after,
             ) as entries:
@@ -105,7 +113,7 @@ async def test_sigterm_drain_then_restart_the_resumable_client_continues_with_no
 
 
 async def test_health_check_and_watch_follow_the_drain() -> None:
-    async with serving(DummyStreamService(), health=True) as (server, target):
+    async with serving(Echo(), health=True) as (server, target):
         async with grpc.aio.insecure_channel(target) as channel:
             health = health_pb2_grpc.HealthStub(channel)
             service = "grpcstream.demo.testing.v1.DummyService"
@@ -121,7 +129,7 @@ async def test_health_check_and_watch_follow_the_drain() -> None:
 
 
 async def test_reflection_lists_the_services() -> None:
-    async with serving(DummyStreamService(), reflection=True) as (_, target):
+    async with serving(Echo(), reflection=True) as (_, target):
         async with grpc.aio.insecure_channel(target) as channel:
             stub = reflection_pb2_grpc.ServerReflectionStub(channel)
             call = stub.ServerReflectionInfo()
@@ -140,7 +148,7 @@ async def _idle_stream_survives(target: str, keepalive: grpcstream.KeepAlive, wa
     A stream that is closed returns as soon as that happens; only the survivor waits.
     """
     async with grpcstream.connect(target, keepalive=keepalive) as channel:
-        holding = dummy_pb2_grpc.DummyServiceStub(channel).ServerStream(Req(value="hold"))
+        holding = dummy_pb2_grpc.DummyServiceStub(channel).ServerStream(Req())
         assert (await _read(holding)).value == "hello"
         reader = asyncio.create_task(holding.read())
         await asyncio.wait((reader,), timeout=wait)
@@ -156,10 +164,11 @@ async def test_keepalive_presets_agree_on_a_long_idle_stream() -> None:
     client_keepalive = grpcstream.KeepAlive(time=0.05, timeout=5.0)
     enforcement = grpcstream.KeepAliveEnforcement(min_ping_interval=0.05)
     assert enforcement.accepts(client_keepalive)
-    async with serving(DummyStreamService(), keepalive=enforcement) as (_, target):
+    holds = Holds()  # type: ignore[abstract]
+    async with serving(holds, keepalive=enforcement) as (_, target):
         # Proving that nothing happens takes a span of time: several ping intervals.
         assert await _idle_stream_survives(target, client_keepalive, IDLE_SECONDS)
-    async with serving(DummyStreamService(), keepalive=None) as (_, target):  # the control
+    async with serving(holds, keepalive=None) as (_, target):  # the control
         assert not await _idle_stream_survives(target, client_keepalive, WAIT)
 
 

@@ -25,7 +25,7 @@ import pytest
 import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
-from tests.support.dummy_servicer import DummyStreamService
+from tests.support.echo_servicer import Echo
 from tests.support.servers import SERVICE, WAIT, serving
 
 LIMIT = 8192
@@ -108,7 +108,7 @@ class CountingVerify:
 async def test_metadata_split_across_continuation_frames_is_refused_before_auth(
     headers: list[tuple[str, str]],
 ) -> None:
-    servicer = DummyStreamService()
+    servicer = Echo()
     verify = CountingVerify()
     options = {"max_metadata_bytes": LIMIT, "auth": grpcstream.BearerAuth(verify)}
     async with serving(servicer, **options) as (_, target):
@@ -125,6 +125,11 @@ async def test_metadata_split_across_continuation_frames_is_refused_before_auth(
         assert (servicer.calls, verify.calls) == (1, 1)
 
 
+def test_max_metadata_bytes_is_validated() -> None:
+    with pytest.raises(ValueError, match="max_metadata_bytes"):
+        grpcstream.StreamServer(max_metadata_bytes=0)
+
+
 async def test_bad_tokens_cannot_starve_valid_calls_of_concurrency_slots() -> None:
     release = asyncio.Event()
     waiting = 0
@@ -137,7 +142,7 @@ async def test_bad_tokens_cannot_starve_valid_calls_of_concurrency_slots() -> No
         await release.wait()  # an identity provider that takes its time to say no
         return None
 
-    servicer = DummyStreamService()
+    servicer = Echo()
     options = {"max_concurrent_rpcs": 20, "auth": grpcstream.BearerAuth(verify)}
     async with serving(servicer, **options) as (_, target):
         async with (

@@ -17,7 +17,7 @@ import pytest
 
 import grpcstream
 from grpcstream_demo.dummy_pb2 import Reply, Req
-from tests.support.dummy_servicer import DummyStreamService
+from tests.support.echo_servicer import Echo
 from tests.support.hostile_h2 import grpc_frame, send_raw_call, truncated_frame, truncating_server
 from tests.support.servers import SERVICE, dummy_client, serving
 
@@ -56,7 +56,7 @@ async def test_client_a_unary_call_whose_only_response_is_cut_raises_internal(
 async def test_server_a_truncated_last_request_is_dropped_and_the_call_ends_ok(
     method: str,
 ) -> None:
-    service = DummyStreamService()
+    service = Echo()
     body = grpc_frame(Req(seq=1).SerializeToString())
     body += truncated_frame(Req(seq=2, value="the end").SerializeToString(), missing=3)
     async with serving(service) as (server, _):

@@ -39,7 +39,39 @@ async def _raw_batches(target: str, request: LogRequest) -> list[LogBatch]:
         return [batch async for batch in stub.StreamLogBatches(request, timeout=WAIT)]
 
 
-# -- declaration -----------------------------------------------------------------------------
+def megabyte_entry(seq: int) -> LogEntry:
+    """A log entry of about 1 MiB: three make a batch that takes a while on the wire."""
+    return LogEntry(seq=seq, message="x" * 1024 * 1024)
+
+
+class RecordsBatches(logs_pb2_grpc.LogBatchServiceServicer):
+    """A plain grpc.aio ``UploadLogBatches`` that records the seqs of each batch it receives."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    async def UploadLogBatches(
+        self, request_iterator: AsyncIterator[LogBatch], context: object
+    ) -> UploadSummary:
+        async for batch in request_iterator:
+            self.batches.append([item.seq for item in batch.entries])
+        return UploadSummary(received=sum(len(batch) for batch in self.batches))
+
+
+class QueuesEverything(BatchedLogService):
+    """``StreamLogBatches`` queues entries 1 .. ``limit`` with ``send_nowait`` where it can,
+    so that batches are as full as they get; records its statistics when it returns."""
+
+    @grpcstream.server_streaming(batching=LOG_BATCHES)
+    async def StreamLogBatches(
+        self, request: LogRequest, stream: grpcstream.ServerStream[LogEntry]
+    ) -> None:
+        for seq in range(1, request.limit + 1):
+            try:
+                stream.send_nowait(entry(seq))
+            except grpcstream.WouldBlock:
+                await stream.send(entry(seq))
+        self.sent_statistics.append(stream.statistics())
 
 
 def test_a_batch_field_must_be_repeated_entries() -> None:
@@ -83,85 +115,94 @@ async def test_a_call_batching_a_method_without_batches_is_refused() -> None:
             client.bidi_stream(client.stub.Follow, batching=LOG_BATCHES)  # type: ignore[misc]
 
 
-# -- the send queue with a packer (no gRPC) ------------------------------------------------
-
-
 async def test_the_writer_packs_everything_queued_up_to_max_entries_in_order() -> None:
-    written: list[list[int]] = []
-
-    async def write(batch: LogBatch) -> None:
-        written.append([item.seq for item in batch.entries])
-
     packing = grpcstream.Batching(LogBatch, LogEntry, max_entries=4, max_queued=100)
-    queue: grpcstream.SendQueue[LogEntry] = grpcstream.SendQueue(
-        write,  # type: ignore[arg-type]
-        packer=packing._packer(),
-    )
-    for seq in range(1, 11):
-        queue.send_nowait(entry(seq))  # the writer has not run: all ten wait
-    await queue.close()
-    assert written == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
-    stats = queue.statistics()
+    recorder = RecordsBatches()  # type: ignore[abstract]
+    async with serving(recorder) as (_, target):
+        channel, client = _client(target)
+        async with channel, client:
+            async with client.client_stream(
+                client.stub.UploadLogBatches, batching=packing
+            ) as upload:
+                for seq in range(1, 11):
+                    upload.send_nowait(entry(seq))  # the writer has not run: all ten wait
+                summary = await upload.close_and_receive()
+                stats = upload.statistics()
+    assert summary.received == 10
+    assert recorder.batches == [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10]]
     assert (stats.sent, stats.batches, stats.queued) == (10, 3, 0)
     assert stats.mean_batch_size == 10 / 3
 
 
 async def test_the_batch_on_the_wire_does_not_count_against_the_bound() -> None:
-    release = asyncio.Event()
-    writing = asyncio.Event()
+    bound = grpcstream.Batching(LogBatch, LogEntry, max_queued=3)
+    outcome: dict[str, object] = {}
+    checked = asyncio.Event()
 
-    async def write(batch: LogBatch) -> None:
-        writing.set()
-        await release.wait()
+    class FillsTwice(BatchedLogService):
+        @grpcstream.server_streaming(batching=bound)
+        async def StreamLogBatches(
+            self, request: LogRequest, stream: grpcstream.ServerStream[LogEntry]
+        ) -> None:
+            for seq in range(1, 4):
+                stream.send_nowait(megabyte_entry(seq))  # the queue is full
+            # The writer takes all three as one batch: while it is written, room for
+            # three more appears (no await below lets that write finish).
+            async with asyncio.timeout(WAIT):
+                while True:
+                    try:
+                        stream.send_nowait(megabyte_entry(4))
+                        break
+                    except grpcstream.WouldBlock:
+                        await asyncio.sleep(0)  # let the writer run: a status, not a timer
+            for seq in range(5, 7):
+                stream.send_nowait(megabyte_entry(seq))
+            try:
+                stream.send_nowait(megabyte_entry(7))
+            except grpcstream.WouldBlock as exc:
+                outcome["seventh"] = exc
+            outcome["queued"] = stream.statistics().queued
+            checked.set()
 
-    packing = grpcstream.Batching(LogBatch, LogEntry)
-    queue: grpcstream.SendQueue[LogEntry] = grpcstream.SendQueue(
-        write,  # type: ignore[arg-type]
-        max_size=3,
-        packer=packing._packer(),
-    )
-    for seq in range(1, 4):
-        queue.send_nowait(entry(seq))
-    await asyncio.wait_for(writing.wait(), WAIT)  # three entries are on the wire
-    for seq in range(4, 7):
-        queue.send_nowait(entry(seq))  # room for three more while they are written
-    with pytest.raises(grpcstream.WouldBlock):
-        queue.send_nowait(entry(7))
-    assert queue.statistics().queued == 6
-    release.set()
-    await asyncio.wait_for(queue.close(), WAIT)
-    assert queue.statistics().sent == 6
+    async with (
+        serving(FillsTwice()) as (_, target),
+        grpc.aio.insecure_channel(target) as channel,
+    ):
+        call = logs_pb2_grpc.LogBatchServiceStub(channel).StreamLogBatches(
+            LogRequest(), timeout=WAIT
+        )
+        await asyncio.wait_for(checked.wait(), WAIT)
+        seqs = [item.seq async for batch in call for item in batch.entries]
+    assert isinstance(outcome["seventh"], grpcstream.WouldBlock)
+    assert outcome["queued"] == 6  # three on the wire, three waiting
+    assert seqs == [1, 2, 3, 4, 5, 6]
 
 
 async def test_linger_waits_for_more_entries_but_close_flushes_at_once() -> None:
-    written: list[int] = []
-
-    async def write(batch: LogBatch) -> None:
-        written.append(len(batch.entries))
-
-    packing = grpcstream.Batching(LogBatch, LogEntry, linger=60.0)
-    queue: grpcstream.SendQueue[LogEntry] = grpcstream.SendQueue(
-        write,  # type: ignore[arg-type]
-        packer=packing._packer(),
-    )
-    queue.send_nowait(entry(1))
-    await asyncio.sleep(0)  # the writer starts lingering with one entry
-    queue.send_nowait(entry(2))  # a new entry does not cut the linger short
-    await asyncio.sleep(0)
-    assert written == []
-    await asyncio.wait_for(queue.close(), WAIT)
-    assert written == [2]
-
-
-# -- server streaming ------------------------------------------------------------------------
+    lingering = grpcstream.Batching(LogBatch, LogEntry, linger=60.0)
+    recorder = RecordsBatches()  # type: ignore[abstract]
+    async with serving(recorder) as (_, target):
+        channel, client = _client(target)
+        async with channel, client:
+            async with client.client_stream(
+                client.stub.UploadLogBatches, batching=lingering
+            ) as upload:
+                upload.send_nowait(entry(1))
+                await asyncio.sleep(0)  # the writer starts lingering with one entry
+                upload.send_nowait(entry(2))  # a new entry does not cut the linger short
+                await asyncio.sleep(0)
+                assert upload.statistics().batches == 0
+                summary = await asyncio.wait_for(upload.close_and_receive(), WAIT)
+    assert summary.received == 2
+    assert recorder.batches == [[1, 2]]
 
 
 async def test_server_stream_delivers_every_entry_in_order_in_fewer_batches() -> None:
-    service = BatchedLogService()
+    service = QueuesEverything()
     async with serving(service) as (_, target):
         channel, client = _client(target)
         async with channel, client:
-            request = LogRequest(limit=5000, service="burst")
+            request = LogRequest(limit=5000)
             async with client.server_stream(
                 client.stub.StreamLogBatches, request, batching=LOG_BATCHES
             ) as entries:
@@ -175,8 +216,8 @@ async def test_server_stream_delivers_every_entry_in_order_in_fewer_batches() ->
 
 
 async def test_plain_grpc_aio_client_reads_ordinary_batches_from_a_coalescing_server() -> None:
-    async with serving(BatchedLogService()) as (_, target):
-        batches = await _raw_batches(target, LogRequest(limit=3000, service="burst"))
+    async with serving(QueuesEverything()) as (_, target):
+        batches = await _raw_batches(target, LogRequest(limit=3000))
     seqs = [item.seq for batch in batches for item in batch.entries]
     assert seqs == list(range(1, 3001))
     assert len(batches) < 3000
@@ -270,9 +311,6 @@ async def test_max_entries_bounds_every_batch() -> None:
     async with serving(Bounded()) as (_, target):
         batches = await _raw_batches(target, LogRequest())
     assert [len(batch.entries) for batch in batches] == [7] * 14 + [2]
-
-
-# -- client streaming ------------------------------------------------------------------------
 
 
 async def test_client_stream_sends_entries_in_batches_and_the_handler_reads_entries() -> None:
@@ -374,9 +412,6 @@ async def test_cancelling_a_blocked_sender_loses_nothing_already_accepted() -> N
     assert service.uploaded == list(range(1, accepted + 1))
 
 
-# -- bidi --------------------------------------------------------------------------------------
-
-
 async def test_bidi_batched_both_ways_echoes_every_entry() -> None:
     async with serving(BatchedLogService()) as (_, target):
         channel, client = _client(target)
@@ -408,9 +443,6 @@ async def test_bidi_batches_only_the_direction_whose_type_is_the_batch() -> None
                 got = [(item.seq, item.service) async for item in follow]
                 assert follow.statistics().batches == follow.statistics().sent == 100
     assert got == [(index + 1, f"s{index}") for index in range(100)]
-
-
-# -- restart and resume ----------------------------------------------------------------------
 
 
 @pytest.mark.slow

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
-from tests.support.dummy_servicer import DummyStreamService
+from tests.support.echo_servicer import Echo
 from tests.support.servers import WAIT, serving
 from tests.support.tcp_proxy import TcpProxy, tcp_proxy
 
@@ -47,7 +47,7 @@ async def _upload_bytes(
 
 
 async def test_client_compression_by_default_and_per_call() -> None:
-    async with through_proxy(DummyStreamService()) as (proxy, target):
+    async with through_proxy(Echo()) as (proxy, target):
         plain = await _upload_bytes(target, proxy, None)
         zipped = await _upload_bytes(target, proxy, GZIP)
         per_call = await _upload_bytes(target, proxy, None, compression=GZIP)
@@ -60,33 +60,37 @@ async def test_client_compression_by_default_and_per_call() -> None:
     assert overridden > 6 * len(PAYLOAD)
 
 
-class Compressing(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):
-    """Sends a large zero payload, compressed per call when the request says so."""
+class SendsZeros(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):
+    """``ServerStream`` sends three large zero payloads; with ``per_call`` set, it first
+    calls ``set_compression(per_call)``."""
+
+    def __init__(self, per_call: grpcstream.Compression | None = None) -> None:
+        self.per_call = per_call
 
     @grpcstream.server_streaming
     async def ServerStream(self, request: Req, stream: grpcstream.ServerStream[Reply]) -> None:
-        if request.value == "gzip":
-            stream.set_compression(GZIP)
+        if self.per_call is not None:
+            stream.set_compression(self.per_call)
         for seq in range(3):
             await stream.send(Reply(seq=seq, payload=PAYLOAD))
 
 
-async def _download_bytes(target: str, proxy: TcpProxy, mode: str) -> int:
+async def _download_bytes(target: str, proxy: TcpProxy) -> int:
     async with grpcstream.connect(target) as channel:
         client = grpcstream.StreamClient(channel, dummy_pb2_grpc.DummyServiceStub, timeout=WAIT)
         before = proxy.bytes_down
-        async with client.server_stream(client.stub.ServerStream, Req(value=mode)) as replies:
+        async with client.server_stream(client.stub.ServerStream, Req()) as replies:
             assert [len(reply.payload) async for reply in replies] == [len(PAYLOAD)] * 3
         return proxy.bytes_down - before
 
 
 async def test_server_compression_by_default_and_per_call() -> None:
-    servicer = Compressing()  # type: ignore[abstract]
-    async with through_proxy(servicer) as (proxy, target):
-        plain = await _download_bytes(target, proxy, "plain")
-        per_call = await _download_bytes(target, proxy, "gzip")
-    async with through_proxy(servicer, compression=GZIP) as (proxy, target):
-        by_default = await _download_bytes(target, proxy, "plain")
+    async with through_proxy(SendsZeros()) as (proxy, target):  # type: ignore[abstract]
+        plain = await _download_bytes(target, proxy)
+    async with through_proxy(SendsZeros(per_call=GZIP)) as (proxy, target):  # type: ignore[abstract]
+        per_call = await _download_bytes(target, proxy)
+    async with through_proxy(SendsZeros(), compression=GZIP) as (proxy, target):  # type: ignore[abstract]
+        by_default = await _download_bytes(target, proxy)
     assert plain > 3 * len(PAYLOAD)
     assert per_call < plain / 20
     assert by_default < plain / 20

@@ -16,8 +16,10 @@ import pytest
 import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
-from tests.support.dummy_servicer import DummyStreamService
-from tests.support.servers import WAIT, DummyClient, dummy_client, serving
+from tests.support.echo_servicer import Echo
+from tests.support.servers import WAIT, DummyClient, OpenDummyClient, dummy_client, serving
+
+pytestmark = pytest.mark.usefixtures("no_grpcstream_task_left")
 
 
 class QuickEnd(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):
@@ -42,6 +44,26 @@ class QuickEnd(grpcstream.StreamServicer, dummy_pb2_grpc.DummyServiceServicer):
             raise grpcstream.NotFound("gone")
 
 
+class EndlessReplies(Echo):
+    """``Echo``, but ``ServerStream`` sends numbered replies until its ``send()`` fails,
+    which sets ``send_failed``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.send_failed = asyncio.Event()
+
+    @grpcstream.server_streaming
+    async def ServerStream(self, request: Req, stream: grpcstream.ServerStream[Reply]) -> None:
+        seq = 0
+        try:
+            while True:
+                seq += 1
+                await stream.send(Reply(seq=seq))
+        except grpcstream.BrokenStreamError:
+            self.send_failed.set()
+            raise
+
+
 async def _until_send_fails(
     stream: grpcstream.ClientStream[Req, Reply] | grpcstream.BidiStream[Req, Reply],
 ) -> BaseException:
@@ -54,16 +76,10 @@ async def _until_send_fails(
             await asyncio.sleep(0)
 
 
-# -- after your own cancel(): Cancelled, everywhere --------------------------------------------
-
-
 @pytest.fixture
-async def client() -> AsyncIterator[DummyClient]:
-    async with (
-        serving(DummyStreamService()) as (_, target),
-        dummy_client(target, timeout=WAIT) as c,
-    ):
-        yield c
+async def client(open_dummy_client: OpenDummyClient) -> AsyncIterator[DummyClient]:
+    async with serving(EndlessReplies()) as (_, target):
+        yield await open_dummy_client(target, timeout=WAIT)
 
 
 async def test_close_and_receive_after_cancel_raises_cancelled(client: DummyClient) -> None:
@@ -105,7 +121,7 @@ async def test_sending_after_cancel_raises_cancelled(client: DummyClient) -> Non
 
 
 async def test_reading_after_cancel_raises_cancelled(client: DummyClient) -> None:
-    async with client.server_stream(client.stub.ServerStream, Req(value="endless")) as replies:
+    async with client.server_stream(client.stub.ServerStream, Req()) as replies:
         await replies.__anext__()
         replies.cancel()
         with pytest.raises(grpcstream.Cancelled):
@@ -117,9 +133,6 @@ async def test_reading_after_cancel_raises_cancelled(client: DummyClient) -> Non
         await call
 
 
-# -- misuse: StreamClosedError only for a send after close_send -------------------------------
-
-
 async def test_send_after_close_send_is_a_usage_error(client: DummyClient) -> None:
     async with client.client_stream(client.stub.ClientStream) as upload:
         await upload.close_send()
@@ -127,9 +140,6 @@ async def test_send_after_close_send_is_a_usage_error(client: DummyClient) -> No
             await upload.send(Req())
         assert isinstance(caught.value, grpcstream.UsageError)
         assert (await upload.close_and_receive()).seq == 0
-
-
-# -- the call ended underneath the sender: BrokenStreamError (not a UsageError) ---------------
 
 
 @pytest.mark.parametrize("pattern", ["client_stream", "bidi_stream"])
@@ -162,18 +172,15 @@ async def test_a_server_that_failed_while_the_client_sends_gives_its_status(patt
 
 
 async def test_the_server_sending_to_a_client_that_left_gets_broken_stream() -> None:
-    servicer = DummyStreamService()
+    servicer = EndlessReplies()
     async with serving(servicer) as (_, target), dummy_client(target, timeout=WAIT) as client:
-        async with client.server_stream(client.stub.ServerStream, Req(value="endless")) as replies:
+        async with client.server_stream(client.stub.ServerStream, Req()) as replies:
             await replies.__anext__()
         await asyncio.wait_for(servicer.send_failed.wait(), WAIT)
 
 
-# -- the other rows ---------------------------------------------------------------------------
-
-
 async def test_two_tasks_iterating_one_stream_is_busy(client: DummyClient) -> None:
-    async with client.server_stream(client.stub.ServerStream, Req(value="endless")) as replies:
+    async with client.server_stream(client.stub.ServerStream, Req()) as replies:
         first = asyncio.ensure_future(replies.__anext__())
         await asyncio.sleep(0)
         with pytest.raises(grpcstream.BusyStreamError):

@@ -2,10 +2,9 @@
 
 ``StreamLogBatches`` sends entries ``after_seq+1 .. limit`` (``seq`` numbered). With
 ``follow`` set it paces them in bursts of uneven size (1, 2, 3, ... 7 entries, then a
-short pause), so that batch boundaries on the wire are uneven; with ``service="burst"``
-it queues everything with ``send_nowait`` where it can, so batches are as full as they
-get. ``UploadLogBatches`` counts entries and checks their order; ``FollowBatches`` sends
-one entry per filter received; ``EchoBatches`` sends every entry back.
+short pause), so that batch boundaries on the wire are uneven. ``UploadLogBatches``
+counts entries and checks their order; ``FollowBatches`` sends one entry per filter
+received; ``EchoBatches`` sends every entry back.
 """
 
 from __future__ import annotations
@@ -42,13 +41,6 @@ class BatchedLogService(grpcstream.StreamServicer, logs_pb2_grpc.LogBatchService
         seq = request.after_seq
         burst = 0
         while seq < request.limit:
-            if request.service == "burst":
-                seq += 1
-                try:
-                    stream.send_nowait(entry(seq))
-                except grpcstream.WouldBlock:
-                    await stream.send(entry(seq))
-                continue
             burst = burst % 7 + 1
             for _ in range(burst):
                 if seq >= request.limit:

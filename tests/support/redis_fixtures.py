@@ -43,7 +43,22 @@ def redis_server_binary() -> str:
     return path
 
 
-class RedisServer:
+class ChildProcess:
+    """A child process this module started; stopped by a signal, waited for within a bound."""
+
+    stop_timeout = WAIT
+
+    def __init__(self) -> None:
+        self._process: asyncio.subprocess.Process | None = None
+
+    async def _signal(self, signum: int) -> None:
+        process = self._process
+        if process is not None and process.returncode is None:
+            process.send_signal(signum)
+            await asyncio.wait_for(process.wait(), self.stop_timeout)
+
+
+class RedisServer(ChildProcess):
     """One redis-server process with AOF persistence in ``directory``; restartable."""
 
     def __init__(self, directory: Path, *, appendonly: bool = True, fsync: str = "always") -> None:
@@ -52,7 +67,7 @@ class RedisServer:
         self.appendonly = appendonly
         self.fsync = fsync
         self.port = 0
-        self._process: asyncio.subprocess.Process | None = None
+        super().__init__()
 
     @property
     def url(self) -> str:
@@ -109,12 +124,6 @@ class RedisServer:
         """SIGTERM: Redis shuts down cleanly."""
         await self._signal(signal.SIGTERM)
 
-    async def _signal(self, signum: int) -> None:
-        process = self._process
-        if process is not None and process.returncode is None:
-            process.send_signal(signum)
-            await asyncio.wait_for(process.wait(), WAIT)
-
 
 async def _drain(stream: asyncio.StreamReader) -> None:
     while await stream.readline():
@@ -133,8 +142,10 @@ async def redis_server(*, appendonly: bool = True) -> AsyncIterator[RedisServer]
             await server.kill()
 
 
-class Replica:
+class Replica(ChildProcess):
     """``tests.support.redis_replica`` in a child process on ``host``: restartable, killable."""
+
+    stop_timeout = WAIT * 2  # a SIGTERM drains its streams first
 
     def __init__(self, host: str, redis_url: str, stream: str, *args: str) -> None:
         self.host = host
@@ -142,7 +153,7 @@ class Replica:
         self.redis_url = redis_url
         self.stream = stream
         self.args = args
-        self._process: asyncio.subprocess.Process | None = None
+        super().__init__()
 
     @property
     def target(self) -> str:
@@ -175,12 +186,6 @@ class Replica:
     async def kill(self) -> None:
         """SIGKILL: gone at once."""
         await self._signal(signal.SIGKILL)
-
-    async def _signal(self, signum: int) -> None:
-        process = self._process
-        if process is not None and process.returncode is None:
-            process.send_signal(signum)
-            await asyncio.wait_for(process.wait(), WAIT * 2)
 
 
 @contextlib.asynccontextmanager

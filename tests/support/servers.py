@@ -28,6 +28,10 @@ ServerStreamHandler = Callable[[Req, Context], Awaitable[None]]
 ClientStreamHandler = Callable[[AsyncIterator[Req], Context], Awaitable[Reply]]
 BidiHandler = Callable[[AsyncIterator[Req], Context], Awaitable[None]]
 DummyClient = grpcstream.StreamClient["dummy_pb2_grpc.DummyServiceAsyncStub"]
+OpenDummyClient = Callable[..., Awaitable[DummyClient]]
+"""The type of the ``open_dummy_client`` fixture (tests/conftest.py)."""
+OpenRawChannel = Callable[[str], Awaitable[grpc.aio.Channel]]
+"""The type of the ``open_raw_channel`` fixture (tests/conftest.py)."""
 
 
 @contextlib.asynccontextmanager

@@ -1,293 +1,19 @@
-"""TLS, mutual TLS and bearer-token auth, end to end with certificates made at test time."""
+"""Bearer-token auth (BearerToken, BearerAuth, current_principal), end to end."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import grpc
 import grpc.aio
 import pytest
-import trustme
 
 import grpcstream
 from grpcstream_demo import dummy_pb2_grpc
 from grpcstream_demo.dummy_pb2 import Reply, Req
-from tests.support.dummy_servicer import DummyStreamService
+from tests.security.pki import Pki, tls_client
 from tests.support.servers import WAIT, DummyClient, serving, wait_until
-
-SERVER_NAME = "logs.grpcstream.test"
-
-
-@dataclass
-class Pki:
-    """A CA, a server certificate signed by it, a client certificate, and a stranger CA."""
-
-    ca: trustme.CA
-    other_ca: trustme.CA
-    server: trustme.LeafCert
-    client: trustme.LeafCert
-
-    @property
-    def ca_pem(self) -> bytes:
-        return self.ca.cert_pem.bytes()
-
-    def server_tls(self, *, mutual: bool = False) -> grpcstream.ServerTLS:
-        return grpcstream.ServerTLS(
-            cert=self.server.cert_chain_pems[0].bytes(),
-            key=self.server.private_key_pem.bytes(),
-            client_ca=self.ca_pem if mutual else None,
-        )
-
-    def client_tls(
-        self, *, with_cert: bool = False, ca: trustme.CA | None = None
-    ) -> grpcstream.ClientTLS:
-        return grpcstream.ClientTLS(
-            ca=(ca or self.ca).cert_pem.bytes(),
-            cert=self.client.cert_chain_pems[0].bytes() if with_cert else None,
-            key=self.client.private_key_pem.bytes() if with_cert else None,
-            server_name=SERVER_NAME,
-        )
-
-
-@pytest.fixture(scope="module")
-def pki() -> Pki:
-    ca = trustme.CA()
-    return Pki(
-        ca=ca,
-        other_ca=trustme.CA(),
-        server=ca.issue_cert(SERVER_NAME),
-        client=ca.issue_cert("client.grpcstream.test"),
-    )
-
-
-@contextlib.asynccontextmanager
-async def tls_client(
-    target: str, tls: grpcstream.ClientTLS | None, **client_options: object
-) -> AsyncIterator[DummyClient]:
-    async with (
-        grpcstream.connect(target, tls=tls) as channel,
-        grpcstream.StreamClient(
-            channel,
-            dummy_pb2_grpc.DummyServiceStub,
-            timeout=WAIT,
-            **client_options,  # type: ignore[arg-type]
-        ) as client,
-    ):
-        yield client
-
-
-async def exercise_four_patterns(client: DummyClient) -> None:
-    """One call of each pattern, checking the replies."""
-    stub = client.stub
-    assert (await client.unary(stub.Unary, Req(value="hi", seq=7))).seq == 7
-    async with client.server_stream(stub.ServerStream, Req(seq=3)) as replies:
-        assert [reply.seq async for reply in replies] == [0, 1, 2]
-    async with client.client_stream(stub.ClientStream) as upload:
-        for seq in range(4):
-            await upload.send(Req(seq=seq))
-        assert (await upload.close_and_receive()).value == "0,1,2,3"
-    async with client.bidi_stream(stub.Bidi) as chat:
-        for seq in range(3):
-            await chat.send(Req(seq=seq, value="x"))
-        await chat.close_send()
-        assert [reply.seq async for reply in chat] == [0, 1, 2]
-
-
-# -- TLS end to end --------------------------------------------------------------------------
-
-
-async def test_tls_serves_all_four_patterns(pki: Pki) -> None:
-    async with (
-        serving(DummyStreamService(), tls=pki.server_tls()) as (_, target),
-        tls_client(target, pki.client_tls()) as client,
-    ):
-        await exercise_four_patterns(client)
-
-
-async def test_mutual_tls_serves_all_four_patterns(pki: Pki) -> None:
-    async with (
-        serving(DummyStreamService(), tls=pki.server_tls(mutual=True)) as (_, target),
-        tls_client(target, pki.client_tls(with_cert=True)) as client,
-    ):
-        await exercise_four_patterns(client)
-
-
-async def test_mutual_tls_refuses_a_client_without_a_certificate(pki: Pki) -> None:
-    servicer = DummyStreamService()
-    async with (
-        serving(servicer, tls=pki.server_tls(mutual=True)) as (_, target),
-        tls_client(target, pki.client_tls(with_cert=False)) as client,
-    ):
-        with pytest.raises(grpcstream.Unavailable) as caught:
-            await client.unary(client.stub.Unary, Req(value="hi"))
-        # grpc only says "Socket closed" here; on a TLS channel grpcstream adds a hint.
-        assert "TLS handshake may have failed" in caught.value.details
-        assert "cert and key" in caught.value.details
-    assert servicer.calls == 0
-
-
-async def test_mutual_tls_refuses_a_certificate_from_another_ca(pki: Pki) -> None:
-    stranger = pki.other_ca.issue_cert("client.grpcstream.test")
-    tls = grpcstream.ClientTLS(
-        ca=pki.ca_pem,
-        cert=stranger.cert_chain_pems[0].bytes(),
-        key=stranger.private_key_pem.bytes(),
-        server_name=SERVER_NAME,
-    )
-    servicer = DummyStreamService()
-    async with (
-        serving(servicer, tls=pki.server_tls(mutual=True)) as (_, target),
-        tls_client(target, tls) as client,
-    ):
-        with pytest.raises(grpcstream.Unavailable):
-            await client.unary(client.stub.Unary, Req(value="hi"))
-    assert servicer.calls == 0
-
-
-async def test_a_client_trusting_the_wrong_ca_gets_a_clear_unavailable(pki: Pki) -> None:
-    servicer = DummyStreamService()
-    async with (
-        serving(servicer, tls=pki.server_tls()) as (_, target),
-        tls_client(target, pki.client_tls(ca=pki.other_ca)) as client,
-    ):
-        with pytest.raises(grpcstream.Unavailable) as caught:
-            await client.unary(client.stub.Unary, Req(value="hi"))
-        # grpc's own details name the handshake and the reason; grpcstream passes them on.
-        assert "tls handshake failed" in caught.value.details.lower()
-        assert "CERTIFICATE_VERIFY_FAILED" in caught.value.details
-        assert "grpcstream:" not in caught.value.details  # no hint needed
-        with pytest.raises(grpcstream.Unavailable, match=r"(?i)tls"):
-            async with client.server_stream(client.stub.ServerStream, Req(seq=1)) as replies:
-                async for _ in replies:
-                    pass
-    assert servicer.calls == 0
-
-
-async def test_a_wrong_server_name_fails_verification(pki: Pki) -> None:
-    tls = grpcstream.ClientTLS(ca=pki.ca_pem, server_name="not-the-server.test")
-    async with (
-        serving(DummyStreamService(), tls=pki.server_tls()) as (_, target),
-        tls_client(target, tls) as client,
-    ):
-        with pytest.raises(grpcstream.Unavailable):
-            await client.unary(client.stub.Unary, Req(value="hi"))
-
-
-async def test_a_plaintext_client_cannot_talk_to_a_tls_server(pki: Pki) -> None:
-    servicer = DummyStreamService()
-    async with (
-        serving(servicer, tls=pki.server_tls()) as (_, target),
-        tls_client(target, None) as client,
-    ):
-        with pytest.raises(grpcstream.Unavailable) as caught:
-            await client.unary(client.stub.Unary, Req(value="hi"))
-        assert "grpcstream:" not in caught.value.details  # not a TLS channel: no TLS hint
-    assert servicer.calls == 0
-
-
-async def test_from_files_reads_pem_files(pki: Pki, tmp_path: Path) -> None:
-    paths = {}
-    for name, blob in {
-        "ca.pem": pki.ca.cert_pem,
-        "server.pem": pki.server.cert_chain_pems[0],
-        "server.key": pki.server.private_key_pem,
-        "client.pem": pki.client.cert_chain_pems[0],
-        "client.key": pki.client.private_key_pem,
-    }.items():
-        paths[name] = tmp_path / name
-        blob.write_to_path(str(paths[name]))
-    server_tls = grpcstream.ServerTLS.from_files(
-        cert=paths["server.pem"], key=paths["server.key"], client_ca=str(paths["ca.pem"])
-    )
-    client_tls = grpcstream.ClientTLS.from_files(
-        ca=paths["ca.pem"],
-        cert=paths["client.pem"],
-        key=paths["client.key"],
-        server_name=SERVER_NAME,
-    )
-    assert server_tls.requires_client_cert
-    assert client_tls.mutual
-    async with (
-        serving(DummyStreamService(), tls=server_tls) as (_, target),
-        tls_client(target, client_tls) as client,
-    ):
-        assert (await client.unary(client.stub.Unary, Req(value="files"))).value == "files"
-
-
-# -- validation ------------------------------------------------------------------------------
-
-
-def test_tls_settings_reject_str_instead_of_bytes(pki: Pki) -> None:
-    with pytest.raises(TypeError, match=r"ca must be PEM bytes, got str.*encode\(\)"):
-        grpcstream.ClientTLS(ca=pki.ca.cert_pem.bytes().decode())  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="key must be PEM bytes"):
-        grpcstream.ServerTLS(
-            cert=pki.server.cert_chain_pems[0].bytes(),
-            key=pki.server.private_key_pem.bytes().decode(),  # type: ignore[arg-type]
-        )
-
-
-def test_tls_settings_need_cert_and_key_together(pki: Pki) -> None:
-    with pytest.raises(ValueError, match="cert is missing"):
-        grpcstream.ClientTLS(ca=pki.ca_pem, key=pki.client.private_key_pem.bytes())
-    with pytest.raises(ValueError, match="key is missing"):
-        grpcstream.ClientTLS(ca=pki.ca_pem, cert=pki.client.cert_chain_pems[0].bytes())
-    with pytest.raises(ValueError, match="both cert and key"):
-        grpcstream.ServerTLS(cert=pki.server.cert_chain_pems[0].bytes(), key=None)  # type: ignore[arg-type]
-
-
-def test_tls_settings_reject_empty_and_non_pem_values(pki: Pki, tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="ca is empty"):
-        grpcstream.ClientTLS(ca=b"  \n")
-    with pytest.raises(ValueError, match="ca is not PEM"):
-        grpcstream.ClientTLS(ca=b"\x30\x82\x01\x0a")  # DER, not PEM
-    with pytest.raises(ValueError, match="key is not PEM"):
-        grpcstream.ServerTLS(  # a certificate passed where the key belongs
-            cert=pki.server.cert_chain_pems[0].bytes(), key=pki.server.cert_chain_pems[0].bytes()
-        )
-    with pytest.raises(ValueError, match="server_name"):
-        grpcstream.ClientTLS(ca=pki.ca_pem, server_name="")
-    empty = tmp_path / "empty.pem"
-    empty.write_bytes(b"")
-    with pytest.raises(ValueError, match="empty"):
-        grpcstream.ClientTLS.from_files(ca=empty)
-    with pytest.raises(FileNotFoundError):
-        grpcstream.ServerTLS.from_files(cert=tmp_path / "missing.pem", key=empty)
-
-
-def test_tls_arguments_must_have_the_right_type(pki: Pki) -> None:
-    with pytest.raises(TypeError, match="ClientTLS"):
-        grpcstream.connect("127.0.0.1:1", tls=pki.server_tls())  # type: ignore[arg-type]
-    with pytest.raises(TypeError, match="ServerTLS"):
-        grpcstream.StreamServer(tls=pki.client_tls())  # type: ignore[arg-type]
-
-
-def test_tls_reprs_never_show_private_keys(pki: Pki) -> None:
-    client = pki.client_tls(with_cert=True)
-    server = pki.server_tls(mutual=True)
-    for text, key in (
-        (repr(client), pki.client.private_key_pem.bytes()),
-        (repr(server), pki.server.private_key_pem.bytes()),
-    ):
-        assert "REDACTED" in text
-        assert "PRIVATE" not in text
-        assert key.decode().splitlines()[1] not in text
-    assert "server_name='logs.grpcstream.test'" in repr(client)
-
-
-def test_channel_credentials_carry_the_server_name_override(pki: Pki) -> None:
-    _, options = pki.client_tls().channel_credentials()
-    assert options == [("grpc.ssl_target_name_override", SERVER_NAME)]
-    _, options = grpcstream.ClientTLS(ca=pki.ca_pem).channel_credentials()
-    assert options == []
-
-
-# -- bearer-token auth -----------------------------------------------------------------------
 
 GOOD_TOKENS = {"tok-alice": "alice", "tok-bob": "bob"}
 SECRET = "tok-s3cr3t-never-log-me"
@@ -430,6 +156,48 @@ async def test_auth_covers_plain_grpc_handlers_and_leaves_health_open() -> None:
             health = health_pb2_grpc.HealthStub(channel)
             status = await health.Check(health_pb2.HealthCheckRequest(), timeout=WAIT)
             assert status.status == health_pb2.HealthCheckResponse.SERVING
+
+
+async def test_reflection_is_public_by_default_too() -> None:
+    from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+    assert "grpc.reflection.v1alpha.ServerReflection" in grpcstream.DEFAULT_PUBLIC_SERVICES
+    auth = grpcstream.BearerAuth(verify_known)
+    async with serving(AuthedService(), auth=auth, reflection=True) as (_, target):
+        async with grpc.aio.insecure_channel(target) as channel:
+            call = reflection_pb2_grpc.ServerReflectionStub(channel).ServerReflectionInfo(
+                timeout=WAIT
+            )
+            await call.write(reflection_pb2.ServerReflectionRequest(list_services=""))
+            await call.done_writing()
+            response = await call.read()
+            assert isinstance(response, reflection_pb2.ServerReflectionResponse)
+            names = {service.name for service in response.list_services_response.service}
+            assert "grpcstream.demo.testing.v1.DummyService" in names
+            assert await call.code() is grpc.StatusCode.OK
+
+
+async def test_public_services_opens_exactly_the_services_named() -> None:
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    servicer = AuthedService()
+    auth = grpcstream.BearerAuth(
+        verify_known, public_services=("grpcstream.demo.testing.v1.DummyService",)
+    )
+    async with serving(servicer, auth=auth, health=True) as (_, target):
+        async with grpc.aio.insecure_channel(target) as channel:
+            stub = dummy_pb2_grpc.DummyServiceStub(channel)
+            assert (await stub.Unary(Req(), timeout=WAIT)).value == "None"  # no token needed
+            health = health_pb2_grpc.HealthStub(channel)  # no longer in the list: closed
+            with pytest.raises(grpc.aio.AioRpcError) as caught:
+                await health.Check(health_pb2.HealthCheckRequest(), timeout=WAIT)
+            assert caught.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            token = (("authorization", "Bearer tok-alice"),)
+            status = await health.Check(
+                health_pb2.HealthCheckRequest(), metadata=token, timeout=WAIT
+            )
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+    assert servicer.principals == [None]
 
 
 async def test_a_token_callable_runs_for_every_call_and_may_refresh() -> None:
@@ -634,11 +402,6 @@ async def test_without_auth_the_principal_is_none() -> None:
         tls_client(target, None) as client,
     ):
         assert await principals_of_four_patterns(client) == ["None"] * 4
-
-
-def test_max_metadata_bytes_is_validated() -> None:
-    with pytest.raises(ValueError, match="max_metadata_bytes"):
-        grpcstream.StreamServer(max_metadata_bytes=0)
 
 
 async def test_closing_the_client_while_a_token_is_fetched_starts_no_call() -> None:
