@@ -1,35 +1,38 @@
 """Broadcast: one bounded replay log, many subscribers, each with its own cursor.
 
-The log is one list of entries with a moving head (compacted now and then, so appending
-and evicting are amortised O(1)). A subscriber is an integer cursor into it, nothing
-more: publishing never copies an entry per subscriber and never walks the subscribers.
-Memory is the log plus a small constant per subscriber, however far behind they are.
+The log is one list of entries with a moving head (``EntryLog`` in ``_broadcast_log``:
+appending and evicting are amortised O(1)). A subscriber is an integer cursor into it,
+nothing more: publishing never copies an entry per subscriber and never walks the
+subscribers. Memory is the log plus a small constant per subscriber, however far behind
+they are.
 
 Subscribers that have caught up park on a future of their own; ``publish()`` schedules
 one callback (once per burst) that resolves the futures parked so far and empties that
 set, so publishing stays O(1) and a burst costs one wake-up per waiting subscriber, not
-one per entry. A subscriber that falls
-behind finds out when it next reads (its cursor is older than the log, or further behind
-than ``max_lag``) and applies its policy then; only ``block`` subscribers are consulted
-by the publisher, because they hold entries back from eviction.
+one per entry. A subscriber that falls behind finds out when it next reads (its cursor
+is older than the log, or further behind than ``max_lag``) and applies its policy then;
+only ``block`` subscribers are consulted by the publisher, because they hold entries
+back from eviction. Serving a subscription over a gRPC stream is ``_broadcast_serve``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import weakref
-from bisect import bisect_right
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final, Generic, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, Literal, NamedTuple, TypeVar
 
 from typing_extensions import override
 
+from ._broadcast_log import EntryLog
 from ._exceptions import StreamClosedError, UsageError, WouldBlock
+from ._validate import positive_count
 
 if TYPE_CHECKING:
     from typing import Self
 
     from ._broadcast_redis import RedisLog
+    from ._broadcast_serve import _ClosingWatch
     from ._redis_config import RedisStreams
     from ._server_stream import ServerStream
     from ._subscription import OnGap, Subscription
@@ -56,8 +59,6 @@ BLOCKED = (
     "a 'block' subscriber has not read the entry this publish would evict (or is max_lag "
     "behind); use `await apublish()` to wait for it"
 )
-
-_COMPACT_AT: Final = 1024  # head offset at which the list is compacted (when half is dead)
 
 
 class BroadcastStatistics(NamedTuple):
@@ -122,25 +123,13 @@ class Broadcast(Generic[T]):
         "__weakref__",
         "_backend",
         "_blocking",
-        "_bytes",
         "_closed",
         "_dropped",
-        "_evicted",
+        "_entries",
         "_failure",
-        "_head",
-        "_items",
-        "_key",
-        "_last_evicted",
         "_lost",
-        "_max_bytes",
-        "_max_entries",
-        "_newest",
-        "_offset",
         "_peak",
-        "_positions",
         "_room",
-        "_size",
-        "_sizes",
         "_subscribers",
         "_type",
         "_waiting",
@@ -158,34 +147,10 @@ class Broadcast(Generic[T]):
         size: Callable[[T], int] | None = None,
         backend: RedisStreams | None = None,
     ) -> None:
-        _check_positive("max_entries", max_entries)
-        if max_bytes is not None:
-            _check_positive("max_bytes", max_bytes)
-            if size is None:
-                byte_size = getattr(entry_type, "ByteSize", None)
-                if byte_size is None:
-                    raise TypeError(
-                        f"max_bytes needs entry sizes: {entry_type.__name__} has no ByteSize(),"
-                        " so pass size=<function returning an entry's size in bytes>"
-                    )
-                size = byte_size
+        self._entries = EntryLog(entry_type, max_entries, max_bytes, key, size)
         self._type = entry_type
-        self._max_entries = max_entries
-        self._max_bytes = max_bytes
-        self._key = key
-        self._size = size if max_bytes is not None else None
-        self._items: list[T] = []
-        # Parallel to _items: only kept when positions come from the entries / bytes count.
-        self._positions: list[int] | None = [] if key is not None else None
-        self._sizes: list[int] | None = [] if max_bytes is not None else None
-        self._head = 0  # index in _items of the oldest entry held
-        self._offset = 0  # absolute index (0-based publish count) of _items[0]
-        self._bytes = 0
-        self._evicted = 0
         # Every subscriber's drops, closed ones included: what telemetry's counter reads.
         self._dropped = 0
-        self._newest: int | None = None
-        self._last_evicted: int | None = None  # position of the newest evicted entry
         # Weak: a subscription that is dropped without being closed cannot pin a cursor.
         self._subscribers: weakref.WeakSet[Subscription[T]] = weakref.WeakSet()
         self._blocking: weakref.WeakSet[Subscription[T]] = weakref.WeakSet()
@@ -237,9 +202,10 @@ class Broadcast(Generic[T]):
             raise UsageError("a Redis-backed Broadcast publishes with `await apublish()`")
         if not isinstance(entry, self._type):
             raise TypeError(f"publish() takes {self._type.__name__}, not {type(entry).__name__}")
-        position = self._position_for(entry)
-        size = self._entry_size(entry)
-        drop, freed = self._evictions(size)
+        entries = self._entries
+        position = entries.position_for(entry)
+        size = entries.entry_size(entry)
+        drop, freed = entries.evictions(size)
         if self._blocking and self._holds_back(drop):
             raise WouldBlock(BLOCKED)
         self._append(entry, position, size, drop, freed)
@@ -272,9 +238,10 @@ class Broadcast(Generic[T]):
                 )
             if self._backend is not None:
                 return await self._backend.publish(entry)
-            position = self._position_for(entry)
-            size = self._entry_size(entry)
-            drop, freed = self._evictions(size)
+            entries = self._entries
+            position = entries.position_for(entry)
+            size = entries.entry_size(entry)
+            drop, freed = entries.evictions(size)
             if not (self._blocking and self._holds_back(drop)):
                 self._append(entry, position, size, drop, freed)
                 return position
@@ -282,51 +249,11 @@ class Broadcast(Generic[T]):
                 self._room = asyncio.get_running_loop().create_future()
             await asyncio.shield(self._room)
 
-    def _position_for(self, entry: T) -> int:
-        if self._key is None:
-            return self._offset + len(self._items) + 1
-        position = self._key(entry)
-        if not isinstance(position, int):
-            raise TypeError(f"key() must return an int position, got {position!r}")
-        if self._newest is not None and position <= self._newest:
-            raise ValueError(
-                f"positions must increase: key() gave {position} after {self._newest};"
-                " nothing was published"
-            )
-        return position
-
-    def _entry_size(self, entry: T) -> int:
-        if self._size is None:
-            return 0
-        size = int(self._size(entry))
-        assert self._max_bytes is not None
-        if size > self._max_bytes:
-            raise ValueError(
-                f"an entry of {size} bytes cannot fit max_bytes={self._max_bytes};"
-                " nothing was published"
-            )
-        return size
-
-    def _evictions(self, size: int) -> tuple[int, int]:
-        """How many of the oldest entries must go to fit one more entry, and their bytes."""
-        held = len(self._items) - self._head
-        drop = max(0, held + 1 - self._max_entries)
-        freed = 0
-        sizes = self._sizes
-        if sizes is not None:
-            assert self._max_bytes is not None
-            head = self._head
-            for index in range(head, head + drop):
-                freed += sizes[index]
-            while self._bytes + size - freed > self._max_bytes:
-                freed += sizes[head + drop]
-                drop += 1
-        return drop, freed
-
     def _holds_back(self, drop: int) -> bool:
         """True if a ``block`` subscriber would lose an entry, or pass its ``max_lag``."""
-        end = self._offset + len(self._items)
-        new_oldest = self._offset + self._head + drop
+        entries = self._entries
+        end = entries.offset + len(entries.items)
+        new_oldest = entries.offset + entries.head + drop
         for subscription in self._blocking:
             cursor = subscription._next
             if cursor < new_oldest:
@@ -337,15 +264,7 @@ class Broadcast(Generic[T]):
         return False
 
     def _append(self, entry: T, position: int, size: int, drop: int, freed: int) -> None:
-        self._items.append(entry)
-        if self._positions is not None:
-            self._positions.append(position)
-        if self._sizes is not None:
-            self._sizes.append(size)
-            self._bytes += size - freed
-        self._newest = position
-        if drop:
-            self._evict(drop)
+        self._entries.append(entry, position, size, drop, freed)
         if self._waiting and not self._wake_pending:
             # The wake-ups run once, after this burst of publishes, not inside publish():
             # publish stays O(1) and a burst costs one wake-up per waiting subscriber.
@@ -353,6 +272,7 @@ class Broadcast(Generic[T]):
             asyncio.get_running_loop().call_soon(self._wake_waiting)
 
     def _wake_waiting(self) -> None:
+        """Wake every subscriber parked so far (they re-read the log and may park again)."""
         self._wake_pending = False
         waiting = self._waiting
         if waiting:
@@ -361,34 +281,7 @@ class Broadcast(Generic[T]):
                 if not waiter.done():
                     waiter.set_result(None)
 
-    def _evict(self, drop: int) -> None:
-        self._head += drop
-        self._evicted += drop
-        self._last_evicted = self._position_at(self._offset + self._head - 1)
-        head = self._head
-        if head >= _COMPACT_AT and head * 2 >= len(self._items):
-            # Amortised O(1): each entry is moved at most once before it is dropped.
-            del self._items[:head]
-            if self._positions is not None:
-                del self._positions[:head]
-            if self._sizes is not None:
-                del self._sizes[:head]
-            self._offset += head
-            self._head = 0
-
-    # -- reading (used by Subscription) ----------------------------------------------------
-
-    def _position_at(self, index: int) -> int:
-        if self._positions is None:
-            return index + 1
-        return self._positions[index - self._offset]
-
-    def _index_after(self, position: int) -> int:
-        """Absolute index of the first entry held whose position is after ``position``."""
-        oldest = self._offset + self._head
-        if self._positions is None:
-            return max(oldest, min(position, self._offset + len(self._items)))
-        return self._offset + bisect_right(self._positions, position, lo=self._head)
+    # -- subscribers (used by Subscription) ------------------------------------------------
 
     def _add_subscriber(self, subscription: Subscription[T]) -> None:
         self._subscribers.add(subscription)
@@ -464,7 +357,7 @@ class Broadcast(Generic[T]):
         if policy not in POLICIES:
             raise ValueError(f"policy must be one of {POLICIES}, got {policy!r}")
         if max_lag is not None:
-            _check_positive("max_lag", max_lag)
+            positive_count("max_lag", max_lag)
         if on_gap not in ("raise", "oldest"):
             raise ValueError(f"on_gap must be 'raise' or 'oldest', got {on_gap!r}")
         return Subscription(self, after, last, policy, max_lag, on_gap)
@@ -510,19 +403,12 @@ class Broadcast(Generic[T]):
             Unavailable: the server is draining.
             ResourceExhausted: a ``disconnect`` subscriber fell behind.
         """
-        from ._serve import serve_subscription
+        from ._broadcast_serve import serve_subscription
 
         subscription = self.subscribe(
             after=after, last=last, policy=policy, max_lag=max_lag, on_gap=on_gap
         )
         await serve_subscription(self, subscription, stream, where, limit)
-
-    def _watch_closing(self, closing: asyncio.Event) -> _ClosingWatch:
-        # One watcher task per drain event (a server has one), not one per subscriber.
-        watch = self._watches.get(closing)
-        if watch is None:
-            watch = self._watches[closing] = _ClosingWatch(self, closing)
-        return watch
 
     # -- ending and introspection ----------------------------------------------------------
 
@@ -538,10 +424,7 @@ class Broadcast(Generic[T]):
         if self._closed:
             return
         self._closed = True
-        waiting, self._waiting = self._waiting, set()
-        for waiter in waiting:
-            if not waiter.done():
-                waiter.set_result(None)
+        self._wake_waiting()
         self._wake_publishers()
         if self._backend is not None:
             await self._backend.stop()
@@ -577,18 +460,19 @@ class Broadcast(Generic[T]):
 
     def statistics(self) -> BroadcastStatistics:
         """A snapshot of the log: size, bytes, oldest and newest position, subscribers."""
-        held = len(self._items) - self._head
-        oldest = self._position_at(self._offset + self._head) if held else None
+        entries = self._entries
+        held = len(entries.items) - entries.head
+        oldest = entries.position_at(entries.offset + entries.head) if held else None
         return BroadcastStatistics(
             entries=held,
-            bytes=self._bytes,
+            bytes=entries.bytes,
             oldest=oldest,
-            newest=self._newest,
-            published=self._offset + len(self._items),
-            evicted=self._evicted,
+            newest=entries.newest,
+            published=entries.offset + len(entries.items),
+            evicted=entries.evicted,
             subscribers=len(self._subscribers),
-            max_entries=self._max_entries,
-            max_bytes=self._max_bytes,
+            max_entries=entries.max_entries,
+            max_bytes=entries.max_bytes,
         )
 
     @override
@@ -598,34 +482,3 @@ class Broadcast(Generic[T]):
             f"<Broadcast[{self._type.__name__}] entries={stats.entries} oldest={stats.oldest}"
             f" newest={stats.newest} subscribers={stats.subscribers}>"
         )
-
-
-class _ClosingWatch:
-    """Wakes every subscription served under one drain event when it is set."""
-
-    __slots__ = ("_closing", "_log", "_task", "subscriptions")
-
-    def __init__(self, log: Broadcast[Any], closing: asyncio.Event) -> None:
-        self._log = log
-        self._closing = closing
-        self.subscriptions: set[Subscription[Any]] = set()
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="grpcstream-broadcast-closing"
-        )
-
-    async def _run(self) -> None:
-        await self._closing.wait()
-        for subscription in list(self.subscriptions):
-            subscription._wake()
-
-    def discard(self, subscription: Subscription[Any]) -> None:
-        self.subscriptions.discard(subscription)
-        if not self.subscriptions:
-            self._task.cancel()
-            if self._log._watches.get(self._closing) is self:
-                del self._log._watches[self._closing]
-
-
-def _check_positive(name: str, value: object) -> None:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be an int >= 1, got {value!r}")

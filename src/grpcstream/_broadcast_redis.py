@@ -131,7 +131,7 @@ class RedisLog(Generic[T]):
         self._reader: asyncio.Task[None] | None = None
         self._started = False
         self._stopped = False
-        log._positions = []  # positions come from Redis, not from a counter
+        log._entries.positions = []  # positions come from Redis, not from a counter
         log._lost = []
         log._failure = NOT_STARTED
 
@@ -243,7 +243,7 @@ class RedisLog(Generic[T]):
         deadline = loop.time() + config.publish_timeout
         delay = 0.05
         floor = max(self._floor, self._last)
-        args = [self._publisher_id, self._batches, floor, self._log._max_entries, *entries]
+        args = [self._publisher_id, self._batches, floor, self._log._entries.max_entries, *entries]
         while True:
             try:
                 async with asyncio.timeout(config.timeout):
@@ -282,6 +282,7 @@ class RedisLog(Generic[T]):
         client = self._client
         assert client is not None
         log = self._log
+        entries = log._entries
         try:
             async with asyncio.timeout(self._config.timeout):
                 info = await client.xinfo_stream(self._key)
@@ -290,8 +291,8 @@ class RedisLog(Generic[T]):
             newest = 0
         rows: list[Any] = []
         end = "+"
-        while len(rows) < log._max_entries:  # pages, each within the command timeout
-            count = min(LOAD_PAGE, log._max_entries - len(rows))
+        while len(rows) < entries.max_entries:  # pages, each within the command timeout
+            count = min(LOAD_PAGE, entries.max_entries - len(rows))
             async with asyncio.timeout(self._config.timeout):
                 page: Any = await client.xrevrange(self._key, max=end, count=count)
             rows.extend(page or ())
@@ -302,13 +303,13 @@ class RedisLog(Generic[T]):
         if rows:
             first = _position(rows[0][0])
             if first > 1:
-                log._last_evicted = first - 1  # older positions are gone: OutOfRange
+                entries.last_evicted = first - 1  # older positions are gone: OutOfRange
             self._last = first - 1
             for stream_id, fields in rows:
                 await self._mirror(stream_id, fields)
         elif newest:
             # Everything ever published was trimmed or lost: start after it.
-            log._last_evicted = log._newest = self._last = newest
+            entries.last_evicted = entries.newest = self._last = newest
 
     async def _read_loop(self) -> None:
         client = self._client
@@ -359,10 +360,7 @@ class RedisLog(Generic[T]):
         log._failure = f"this replica lost its connection to Redis ({exc or type(exc).__name__})"
         logger.warning("lost Redis at %s: %s; reconnecting", self._url, exc)
         # Subscribers that have caught up end now (UNAVAILABLE) and resume elsewhere.
-        waiting, log._waiting = log._waiting, set()
-        for waiter in waiting:
-            if not waiter.done():
-                waiter.set_result(None)
+        log._wake_waiting()
 
     async def _mirror(self, stream_id: bytes | str, fields: dict[Any, bytes]) -> None:
         try:
@@ -390,7 +388,7 @@ class RedisLog(Generic[T]):
             entry: T = self._decode(fields[FIELD])
             if self._config.position_field is not None:
                 setattr(entry, self._config.position_field, position)
-            size = log._entry_size(entry)
+            size = log._entries.entry_size(entry)
         except Exception:
             logger.exception(
                 "entry %d of %r cannot be read; it counts as lost", position, self._key
@@ -399,7 +397,7 @@ class RedisLog(Generic[T]):
             log._lost.append((position, position))
             return
         while True:
-            drop, freed = log._evictions(size)
+            drop, freed = log._entries.evictions(size)
             if not (log._blocking and log._holds_back(drop)):
                 break
             # A 'block' subscriber holds this replica's reader back (not the publishers).

@@ -10,7 +10,7 @@ stream.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 import grpc
@@ -18,6 +18,8 @@ import grpc.aio
 from opentelemetry import propagate, trace
 from opentelemetry.metrics import (
     CallbackOptions,
+    Counter,
+    Histogram,
     MeterProvider,
     NoOpMeterProvider,
     Observation,
@@ -27,10 +29,12 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from opentelemetry.util.types import AttributeValue
 from typing_extensions import override
 
+from ._base import Metadata
+from ._grpc_compat import status_now
 from ._otel_broadcast import BroadcastObserver
 from ._retry import RetryEvent
 from ._send_queue import SendQueue
-from ._telemetry import CallTelemetry, Metadata
+from ._telemetry import CallTelemetry
 from ._version import __version__
 
 if TYPE_CHECKING:
@@ -55,6 +59,23 @@ REPLAY_BYTES: Final = "grpcstream.client.replay_buffer.size"
 DRAINED: Final = "grpcstream.server.drained_streams"
 BATCHES_SENT: Final = "grpcstream.batches.sent"
 
+# Each instrument's (unit, description), by name.
+DESCRIPTIONS: Final[dict[str, tuple[str, str]]] = {
+    CLIENT_DURATION: ("s", "Duration of an outgoing RPC (a stream: until it ends)."),
+    SERVER_DURATION: ("s", "Duration of an incoming RPC (a stream: until it ends)."),
+    SEND_WAIT: ("s", "How long a send() waited for room in a full send queue."),
+    RETRIES: ("{attempt}", "Attempts re-opened by the retry policy."),
+    RESUMES: ("{attempt}", "Streams re-opened with resume= after partial delivery."),
+    DRAINED: ("{stream}", "Server calls open during a drain, by outcome (finished or cut_off)."),
+    MESSAGES_SENT: ("{message}", "Messages handed to gRPC by grpcstream's streams."),
+    MESSAGES_RECEIVED: ("{message}", "Messages delivered to the application."),
+    STREAMS_ACTIVE: ("{stream}", "Calls in progress."),
+    QUEUE_DEPTH: ("{message}", "Messages waiting in send queues (summed per method and side)."),
+    BLOCKED_SENDERS: ("{task}", "Tasks waiting in send() for room in a full queue."),
+    BATCHES_SENT: ("{batch}", "Batches (wire messages) written by coalescing send queues."),
+    REPLAY_BYTES: ("By", "Bytes held for replay by retried client and bidi streams."),
+}
+
 SIDE = "grpcstream.side"
 CAUSE = "grpcstream.retry.cause"
 OUTCOME = "grpcstream.drain.outcome"
@@ -65,8 +86,6 @@ POSITION = "grpcstream.resume.position"
 # milliseconds-shaped and would put every stream in the last one).
 DURATION_BUCKETS = (0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 3600.0)
 WAIT_BUCKETS = (0.0001, 0.0005, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0)
-
-STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 Attributes = dict[str, AttributeValue]
 Key = tuple[str, str, str]  # (side, service, method)
@@ -113,81 +132,40 @@ class Instruments:
         if not metrics:
             meter_provider = NoOpMeterProvider()  # metrics=False: the histograms record nothing
         meter = (meter_provider or get_meter_provider()).get_meter(SCOPE, __version__)
-        self.client_duration = meter.create_histogram(
-            CLIENT_DURATION,
-            unit="s",
-            description="Duration of an outgoing RPC (a stream: until it ends).",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
-        self.server_duration = meter.create_histogram(
-            SERVER_DURATION,
-            unit="s",
-            description="Duration of an incoming RPC (a stream: until it ends).",
-            explicit_bucket_boundaries_advisory=DURATION_BUCKETS,
-        )
-        self.send_wait = meter.create_histogram(
-            SEND_WAIT,
-            unit="s",
-            description="How long a send() waited for room in a full send queue.",
-            explicit_bucket_boundaries_advisory=WAIT_BUCKETS,
-        )
-        self.retries = meter.create_counter(
-            RETRIES, unit="{attempt}", description="Attempts re-opened by the retry policy."
-        )
-        self.resumes = meter.create_counter(
-            RESUMES,
-            unit="{attempt}",
-            description="Streams re-opened with resume= after partial delivery.",
-        )
-        self.drained = meter.create_counter(
-            DRAINED,
-            unit="{stream}",
-            description="Server calls open during a drain, by outcome (finished or cut_off).",
-        )
+
+        def histogram(name: str, buckets: Sequence[float]) -> Histogram:
+            unit, description = DESCRIPTIONS[name]
+            return meter.create_histogram(
+                name,
+                unit=unit,
+                description=description,
+                explicit_bucket_boundaries_advisory=buckets,
+            )
+
+        def counter(name: str) -> Counter:
+            unit, description = DESCRIPTIONS[name]
+            return meter.create_counter(name, unit=unit, description=description)
+
+        self.client_duration = histogram(CLIENT_DURATION, DURATION_BUCKETS)
+        self.server_duration = histogram(SERVER_DURATION, DURATION_BUCKETS)
+        self.send_wait = histogram(SEND_WAIT, WAIT_BUCKETS)
+        self.retries = counter(RETRIES)
+        self.resumes = counter(RESUMES)
+        self.drained = counter(DRAINED)
         if metrics:
-            meter.create_observable_counter(
-                MESSAGES_SENT,
-                [self._observe_sent],
-                unit="{message}",
-                description="Messages handed to gRPC by grpcstream's streams.",
+            observed = (
+                (meter.create_observable_counter, MESSAGES_SENT, self._observe_sent),
+                (meter.create_observable_counter, MESSAGES_RECEIVED, self._observe_received),
+                (meter.create_observable_up_down_counter, STREAMS_ACTIVE, self._observe_active),
+                (meter.create_observable_gauge, QUEUE_DEPTH, self._observe_depth),
+                (meter.create_observable_gauge, BLOCKED_SENDERS, self._observe_blocked),
+                (meter.create_observable_counter, BATCHES_SENT, self._observe_batches),
+                (meter.create_observable_gauge, REPLAY_BYTES, self._observe_replay),
             )
-            meter.create_observable_counter(
-                MESSAGES_RECEIVED,
-                [self._observe_received],
-                unit="{message}",
-                description="Messages delivered to the application.",
-            )
-            meter.create_observable_up_down_counter(
-                STREAMS_ACTIVE,
-                [self._observe_active],
-                unit="{stream}",
-                description="Calls in progress.",
-            )
-            meter.create_observable_gauge(
-                QUEUE_DEPTH,
-                [self._observe_depth],
-                unit="{message}",
-                description="Messages waiting in send queues (summed per method and side).",
-            )
-            meter.create_observable_gauge(
-                BLOCKED_SENDERS,
-                [self._observe_blocked],
-                unit="{task}",
-                description="Tasks waiting in send() for room in a full queue.",
-            )
-            meter.create_observable_counter(
-                BATCHES_SENT,
-                [self._observe_batches],
-                unit="{batch}",
-                description="Batches (wire messages) written by coalescing send queues.",
-            )
+            for create, name, callback in observed:
+                unit, description = DESCRIPTIONS[name]
+                create(name, [callback], unit=unit, description=description)
             self.broadcasts.register(meter)
-            meter.create_observable_gauge(
-                REPLAY_BYTES,
-                [self._observe_replay],
-                unit="By",
-                description="Bytes held for replay by retried client and bidi streams.",
-            )
 
     def describe(self) -> str:
         return f"metrics={self.metrics} traces={self.traces}"
@@ -327,14 +305,14 @@ def wait_recorder(instruments: Instruments, key: Key) -> Callable[[float], None]
     return record
 
 
-def final_code(call: object) -> grpc.StatusCode:
-    """The status of a finished grpc.aio call, read without awaiting (see _send_calls)."""
+def final_code(call: grpc.aio.Call | None) -> grpc.StatusCode:
+    """The status of a finished grpc.aio call, read without awaiting (``status_now()``)."""
     if call is None:
         return grpc.StatusCode.UNKNOWN  # never started (its token source failed)
-    status = getattr(getattr(call, "_cython_call", None), "_status", None)
+    status = status_now(call)
     if status is None:
         return grpc.StatusCode.CANCELLED  # still running as its handle ends: cancelled
-    return STATUS_FROM_CORE.get(status.code(), grpc.StatusCode.UNKNOWN)
+    return status[0]
 
 
 class _RetryCounter(CallTelemetry):

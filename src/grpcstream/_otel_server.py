@@ -11,6 +11,7 @@ import asyncio
 import inspect
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import TracebackType
 from typing import Any
 
 import grpc
@@ -20,7 +21,7 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from typing_extensions import override
 
-from ._otel import OUTCOME, STATUS_FROM_CORE, Instruments, Key, wait_recorder
+from ._otel import OUTCOME, Instruments, Key, wait_recorder
 from ._send_queue import SendQueue
 from ._telemetry import SERVER_CALL
 
@@ -38,13 +39,19 @@ _SERVER_ERRORS = frozenset(
     }
 )
 _TRACE_KEYS = frozenset({"traceparent", "tracestate", "baggage"})
+# ServicerContext.code() gives a StatusCode with today's grpcio; a core int is mapped too.
+_STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class ServerCall:
-    """One server call: its span, and the stream objects its numbers come from."""
+    """One server call: its span, and the stream objects its numbers come from.
+
+    ``with call:`` around the handler finishes the call with the status it ended with.
+    """
 
     __slots__ = (
         "__weakref__",
+        "_context",
         "_instruments",
         "_start",
         "draining",
@@ -64,6 +71,7 @@ class ServerCall:
         request_streaming: bool,
     ) -> None:
         self._instruments = instruments
+        self._context = context
         self.key = key
         self.request_streaming = request_streaming
         self.queue: SendQueue[Any] | None = None
@@ -85,6 +93,24 @@ class ServerCall:
             )
             self.span = span if span.get_span_context().is_valid else None
         instruments.live.add(self)
+
+    def __enter__(self) -> ServerCall:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # The code the handler set on its context, else OK for a return and UNKNOWN for an
+        # exception; a cancelled handler is CANCELLED (cut off, if the server was draining).
+        if exc_type is None:
+            self.finish(_context_code(self._context, grpc.StatusCode.OK))
+        elif issubclass(exc_type, asyncio.CancelledError):
+            self.finish(grpc.StatusCode.CANCELLED, cancelled=True)
+        else:
+            self.finish(_context_code(self._context, grpc.StatusCode.UNKNOWN))
 
     def attach_queue(self, queue: SendQueue[Any]) -> None:
         self.queue = queue
@@ -137,7 +163,7 @@ def _context_code(
     if isinstance(code, grpc.StatusCode):
         return code
     if isinstance(code, int):
-        return STATUS_FROM_CORE.get(code, default)
+        return _STATUS_FROM_CORE.get(code, default)
     return default
 
 
@@ -206,18 +232,9 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
             async def wrapped_gen(
                 request: Any, context: grpc.aio.ServicerContext[Any, Any]
             ) -> AsyncIterator[Any]:
-                call = ServerCall(instruments, method, key, context, request_streaming)
-                try:
+                with ServerCall(instruments, method, key, context, request_streaming):
                     async for response in behavior(request, context):
                         yield response
-                except asyncio.CancelledError:
-                    call.finish(grpc.StatusCode.CANCELLED, cancelled=True)
-                    raise
-                except BaseException:
-                    call.finish(_context_code(context, grpc.StatusCode.UNKNOWN))
-                    raise
-                else:
-                    call.finish(_context_code(context, grpc.StatusCode.OK))
 
             return wrapped_gen
         if not inspect.iscoroutinefunction(behavior):
@@ -226,15 +243,8 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
         async def wrapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             call, token, attached = start(context)
             try:
-                result = await behavior(request, context)
-            except asyncio.CancelledError:
-                call.finish(grpc.StatusCode.CANCELLED, cancelled=True)
-                raise
-            except BaseException:
-                call.finish(_context_code(context, grpc.StatusCode.UNKNOWN))
-                raise
-            else:
-                call.finish(_context_code(context, grpc.StatusCode.OK))
+                with call:
+                    result = await behavior(request, context)
             finally:
                 end(token, attached)
             return result

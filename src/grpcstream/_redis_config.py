@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from typing import Final
 from urllib.parse import urlsplit, urlunsplit
 
+from ._validate import positive_count, positive_seconds
+
 __all__ = ["RedisStreams", "redacted_url"]
 
 URL_SCHEMES: Final = ("redis", "rediss", "unix")
@@ -71,14 +73,9 @@ class RedisStreams:
             raise ValueError(f"the Redis URL {redacted_url(self.url)!r} names no host")
         if not isinstance(self.stream, str) or not self.stream:
             raise ValueError(f"stream must be a non-empty str, got {self.stream!r}")
-        for name in ("timeout", "publish_timeout"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ValueError(f"{name} must be a positive number of seconds, got {value!r}")
-        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int):
-            raise ValueError(f"max_batch must be an int >= 1, got {self.max_batch!r}")
-        if self.max_batch < 1:
-            raise ValueError(f"max_batch must be an int >= 1, got {self.max_batch!r}")
+        positive_seconds("timeout", self.timeout)
+        positive_seconds("publish_timeout", self.publish_timeout)
+        positive_count("max_batch", self.max_batch)
 
 
 def redacted_url(url: str) -> str:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from types import TracebackType
 from typing import TYPE_CHECKING, Final, Generic, Literal, NamedTuple, TypeVar
 
 from typing_extensions import override
@@ -113,20 +112,21 @@ class Subscription(Generic[T]):
 
     def _open(self) -> None:
         log = self._log
-        oldest = log._offset + log._head
-        end = log._offset + len(log._items)
+        entries = log._entries
+        oldest = entries.offset + entries.head
+        end = entries.offset + len(entries.items)
         after, last = self._after, self._last
         if last is not None:
             self._next = max(oldest, end - last)
             self._position = self._position_before(self._next)
         elif after is None:
             self._next = end
-            self._position = log._newest if log._newest is not None else 0
+            self._position = entries.newest if entries.newest is not None else 0
         else:
             self._position = after
-            missing = log._last_evicted is not None and after < log._last_evicted
+            missing = entries.last_evicted is not None and after < entries.last_evicted
             if missing and self._on_gap == "raise":
-                oldest_position = log._position_at(oldest)
+                oldest_position = entries.position_at(oldest)
                 raise OutOfRange(
                     f"position {after} is no longer held: the oldest entry held is"
                     f" {oldest_position} (resume after {oldest_position - 1}, subscribe"
@@ -134,27 +134,27 @@ class Subscription(Generic[T]):
                 )
             if missing:
                 self._next = oldest
-                self._dropped = max(1, log._position_at(oldest) - after - 1)
+                self._dropped = max(1, entries.position_at(oldest) - after - 1)
                 log._dropped += self._dropped
-            elif log._newest is not None and after >= log._newest:
+            elif entries.newest is not None and after >= entries.newest:
                 self._next = end
                 self._skip_until = after
             else:
-                self._next = log._index_after(after)
+                self._next = entries.index_after(after)
                 if self._next == end:
                     self._skip_until = after
         log._add_subscriber(self)
         self._state = _State.OPEN
 
     def _position_before(self, index: int) -> int:
-        log = self._log
-        if index > log._offset + log._head:
-            return log._position_at(index - 1)
-        if log._last_evicted is not None:
-            return log._last_evicted
-        if index < log._offset + len(log._items):
-            return log._position_at(index) - 1
-        return log._newest if log._newest is not None else 0
+        entries = self._log._entries
+        if index > entries.offset + entries.head:
+            return entries.position_at(index - 1)
+        if entries.last_evicted is not None:
+            return entries.last_evicted
+        if index < entries.offset + len(entries.items):
+            return entries.position_at(index) - 1
+        return entries.newest if entries.newest is not None else 0
 
     def close(self) -> None:
         """Free the cursor now; iteration then ends. Idempotent."""
@@ -175,12 +175,7 @@ class Subscription(Generic[T]):
         self._open()
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- reading ---------------------------------------------------------------------------
@@ -210,11 +205,12 @@ class Subscription(Generic[T]):
         if self._state is not _State.OPEN:
             return EMPTY
         log = self._log
+        entries = log._entries
         cursor = self._next
-        offset = log._offset
-        items = log._items
+        offset = entries.offset
+        items = entries.items
         end = offset + len(items)
-        oldest = offset + log._head
+        oldest = offset + entries.head
         max_lag = self._max_lag
         if cursor < oldest or (
             max_lag is not None and end - cursor > max_lag and self._policy != "block"
@@ -222,9 +218,10 @@ class Subscription(Generic[T]):
             cursor = self._fall_behind(cursor, oldest, end)
         skip = self._skip_until
         lost = log._lost
+        positions = entries.positions
         while cursor < end:
             entry = items[cursor - offset]
-            position = cursor + 1 if log._positions is None else log._positions[cursor - offset]
+            position = cursor + 1 if positions is None else positions[cursor - offset]
             cursor += 1
             if position <= skip:
                 continue
@@ -314,8 +311,8 @@ class Subscription(Generic[T]):
 
     def statistics(self) -> SubscriptionStatistics:
         """A snapshot: position, lag in entries, entries dropped and delivered, policy."""
-        log = self._log
-        end = log._offset + len(log._items)
+        entries = self._log._entries
+        end = entries.offset + len(entries.items)
         lag = max(0, end - self._next) if self._state is _State.OPEN else 0
         return SubscriptionStatistics(
             position=self._position,

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from opentelemetry.metrics import MeterProvider
     from opentelemetry.trace import TracerProvider
 
+    from ._base import Metadata
     from ._broadcast import Broadcast
     from ._otel import Instruments
     from ._otel_server import ServerCall
@@ -30,8 +31,6 @@ OTEL_MISSING = (
     "grpcstream.Telemetry needs OpenTelemetry: install the extra with "
     "`pip install 'grpcstream[otel]'` (opentelemetry-api)"
 )
-
-Metadata = tuple[tuple[str, str | bytes], ...]
 
 
 class CallTelemetry:

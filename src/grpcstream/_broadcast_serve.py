@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, TypeVar
 
@@ -36,7 +37,7 @@ async def serve_subscription(
     closing = stream.closing
     context = stream.grpc_context
     async with subscription:
-        watch = log._watch_closing(closing)
+        watch = _watch_closing(log, closing)
         watch.subscriptions.add(subscription)
         # The handler is parked in _wait() while idle: wake it as soon as the RPC is over.
         # (types-grpcio types the callback as a stub-only class no function can match.)
@@ -69,3 +70,37 @@ def _waker(subscription: Subscription[Any]) -> Callable[[object], None]:
         subscription._wake()
 
     return wake
+
+
+def _watch_closing(log: Broadcast[Any], closing: asyncio.Event) -> _ClosingWatch:
+    # One watcher task per drain event (a server has one), not one per subscriber.
+    watch = log._watches.get(closing)
+    if watch is None:
+        watch = log._watches[closing] = _ClosingWatch(log, closing)
+    return watch
+
+
+class _ClosingWatch:
+    """Wakes every subscription served under one drain event when it is set."""
+
+    __slots__ = ("_closing", "_log", "_task", "subscriptions")
+
+    def __init__(self, log: Broadcast[Any], closing: asyncio.Event) -> None:
+        self._log = log
+        self._closing = closing
+        self.subscriptions: set[Subscription[Any]] = set()
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name="grpcstream-broadcast-closing"
+        )
+
+    async def _run(self) -> None:
+        await self._closing.wait()
+        for subscription in list(self.subscriptions):
+            subscription._wake()
+
+    def discard(self, subscription: Subscription[Any]) -> None:
+        self.subscriptions.discard(subscription)
+        if not self.subscriptions:
+            self._task.cancel()
+            if self._log._watches.get(self._closing) is self:
+                del self._log._watches[self._closing]
