@@ -174,7 +174,16 @@ class _Handle:
     """A finished client handle as ``ClientCall.finish`` reads it (no grpc call)."""
 
     _call = None
-    _received = 10
+    _retrier = None
+
+    def _responses_received(self) -> int:
+        return 10
+
+    def _resumed(self) -> bool:
+        return False
+
+    def _replay_size(self) -> int:
+        return 0
 
 
 def hook_cost(variant: str, calls: int) -> float:

@@ -22,7 +22,7 @@ from ._base import AsyncResource, Metadata, to_metadata
 from ._client_settings import CallSettings
 from ._exceptions import Cancelled, Internal, RpcError, UsageError
 from ._grpc_compat import from_aio, translate
-from ._producers import ProducerSet
+from ._producers import NO_PRODUCERS, ProducerSet
 
 __all__ = ["CallHandle"]
 
@@ -78,7 +78,7 @@ class CallHandle(AsyncResource, Generic[CallT]):
         self._cancelled_by: BaseException | None = None
         self._retrier = settings.retrier
         self._telemetry = settings.telemetry
-        self._producers = ProducerSet(f"grpcstream-producer {settings.name}", self._producer_failed)
+        self._producers = NO_PRODUCERS
         # The attempt's call that idle_timeout ended, and the error it ended with.
         self._idle_error: tuple[CallT, RpcError] | None = None
 
@@ -152,6 +152,20 @@ class CallHandle(AsyncResource, Generic[CallT]):
         if code is grpc.StatusCode.OK:
             return None
         return self._translate(code, await call.details(), await call.trailing_metadata())
+
+    # -- what telemetry reads (_otel.ClientCall) -------------------------------------------
+
+    def _responses_received(self) -> int | None:
+        """Responses received so far; None for a call with one response (not a stream)."""
+        return None
+
+    def _resumed(self) -> bool:
+        """True once a response arrived, so that a new attempt continues (resumes) it."""
+        return False
+
+    def _replay_size(self) -> int:
+        """Bytes kept to replay on a new attempt (0 without retry, or past the buffer)."""
+        return 0
 
     # -- cancellation ----------------------------------------------------------------------
 
@@ -239,6 +253,10 @@ class CallHandle(AsyncResource, Generic[CallT]):
         if self._phase is not _Phase.ENTERED:
             producer.close()
             raise UsageError("spawn() needs an open stream (inside its `async with` block)")
+        if self._producers is NO_PRODUCERS:
+            self._producers = ProducerSet(
+                f"grpcstream-producer {self._method_name}", self._producer_failed
+            )
         self._producers.spawn(producer, name)
 
     def _producer_failed(self, error: BaseException) -> None:

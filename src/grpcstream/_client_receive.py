@@ -97,6 +97,14 @@ class Receiver(CallHandle[CallT], Generic[CallT, RespT]):
         """How many responses (entries, with batching) have been received so far."""
         return self._received
 
+    @override
+    def _responses_received(self) -> int | None:
+        return self._received
+
+    @override
+    def _resumed(self) -> bool:
+        return self._last is not None
+
     async def _next_message(self) -> object:
         """The next wire message, across retry attempts; raises at the end of the stream."""
         if self._eof:

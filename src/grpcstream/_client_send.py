@@ -159,6 +159,10 @@ class Sender(StatusRecovery[CallT], Generic[CallT, ReqT]):
         else:
             self._replay.append(message)
 
+    @override
+    def _replay_size(self) -> int:
+        return 0 if self._replay is None else self._replay_bytes
+
     def _replacement_messages(self, error: RpcError) -> list[ReqT] | None:
         """What a new attempt must send first; None if this failure is not retried.
 

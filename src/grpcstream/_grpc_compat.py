@@ -12,7 +12,7 @@ moves one, grpcstream fails loudly, and ``tests/shared/test_grpc_compat.py`` nam
 
 from __future__ import annotations
 
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 import grpc
 import grpc.aio
@@ -29,6 +29,7 @@ __all__ = [
     "HIDDEN_DEADLINE",
     "STREAM_BROKEN_ERRORS",
     "TLS_CONNECT_HINT",
+    "context_code",
     "from_aio",
     "is_hidden_internal",
     "method_name",
@@ -154,6 +155,22 @@ _MULTICALLABLES: Final = (
 )
 
 _IS_MULTICALLABLE: dict[type, bool] = {}
+
+
+def context_code(
+    context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCode
+) -> grpc.StatusCode:
+    """The status a server call ended with, as ``ServicerContext.code()`` reports it.
+
+    grpcio returns a ``StatusCode`` today; older releases returned the core's int, which
+    is mapped. ``default`` when no status was set (a handler that returned normally).
+    """
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    if isinstance(code, int):
+        return _STATUS_FROM_CORE.get(code, default)
+    return default
 
 
 def method_name(method: object) -> str:

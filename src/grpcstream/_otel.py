@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 import grpc
 import grpc.aio
@@ -38,6 +38,7 @@ from ._telemetry import CallTelemetry
 from ._version import __version__
 
 if TYPE_CHECKING:
+    from ._client_handle import CallHandle
     from ._otel_server import ServerCall, TelemetryInterceptor
 
 __all__ = ["ClientCall", "Instruments"]
@@ -351,7 +352,7 @@ class ClientCall(CallTelemetry):
         self._instruments = instruments
         self.key = instruments.key("client", method_name)
         self._name = method_name.lstrip("/")
-        self._handle: object = None
+        self._handle: CallHandle | None = None
         self._attempts = 0
         self._done = False
         self._half_closed = False
@@ -362,7 +363,7 @@ class ClientCall(CallTelemetry):
 
     @override
     def bind(self, handle: object) -> None:
-        self._handle = handle
+        self._handle = cast("CallHandle", handle)
 
     def _started(self) -> None:
         # The first attempt starts the call: a handle that is never entered costs nothing
@@ -387,7 +388,7 @@ class ClientCall(CallTelemetry):
         if span is None:
             return metadata
         parent = span
-        if getattr(self._handle, "_retrier", None) is not None:
+        if self._handle is not None and self._handle._retrier is not None:
             # One span per attempt, child of the call's span and linked from it: the
             # server span of each attempt hangs under its attempt.
             self._end_attempt(None)
@@ -418,7 +419,7 @@ class ClientCall(CallTelemetry):
     def retrying(self, event: RetryEvent) -> None:
         handle = self._handle
         instruments = self._instruments
-        resumed = getattr(handle, "_last", None) is not None
+        resumed = handle is not None and handle._resumed()
         cause = event.code.name
         counter = instruments.resumes if resumed else instruments.retries
         counter.add(1, instruments.with_(self.key, CAUSE, cause))
@@ -431,7 +432,7 @@ class ClientCall(CallTelemetry):
             "grpcstream.retry.delay": event.delay,
         }
         if resumed:
-            attributes[POSITION] = int(getattr(handle, "_received", 0))
+            attributes[POSITION] = self.received()
         span.add_event("resume" if resumed else "retry", attributes)
         attempt = self._attempt_span
         if attempt is not None:
@@ -458,13 +459,12 @@ class ClientCall(CallTelemetry):
         return self._attempts if queue is None else queue.statistics().sent
 
     def received(self) -> int:
-        return int(getattr(self._handle, "_received", 0))
+        handle = self._handle
+        received = None if handle is None else handle._responses_received()
+        return 0 if received is None else received
 
     def replay_bytes(self) -> int:
-        handle = self._handle
-        if getattr(handle, "_replay", None) is None:
-            return 0
-        return int(getattr(handle, "_replay_bytes", 0))
+        return 0 if self._handle is None else self._handle._replay_size()
 
     @override
     def finish(self, handle: object) -> None:
@@ -474,9 +474,10 @@ class ClientCall(CallTelemetry):
         if self._attempts == 0:
             return  # never started (its token source failed): there is nothing to report
         instruments = self._instruments
-        code = final_code(getattr(handle, "_call", None))
+        call = cast("CallHandle", handle)
+        code = final_code(call._call)
         received = self.received()
-        if not hasattr(handle, "_received") and code is grpc.StatusCode.OK:
+        if call._responses_received() is None and code is grpc.StatusCode.OK:
             received = 1  # the single response of a unary or client-streaming call
         instruments.ended(self, self.sent(), received)
         instruments.client_duration.record(

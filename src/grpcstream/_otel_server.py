@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import Any
 
@@ -21,8 +21,10 @@ from opentelemetry import propagate, trace
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode
 from typing_extensions import override
 
+from ._grpc_compat import context_code
 from ._otel import OUTCOME, Instruments, Key, wait_recorder
 from ._send_queue import SendQueue
+from ._server_interceptors import Continuation, MaybeHandler
 from ._telemetry import SERVER_CALL
 
 __all__ = ["ServerCall", "TelemetryInterceptor"]
@@ -39,8 +41,6 @@ _SERVER_ERRORS = frozenset(
     }
 )
 _TRACE_KEYS = frozenset({"traceparent", "tracestate", "baggage"})
-# ServicerContext.code() gives a StatusCode with today's grpcio; a core int is mapped too.
-_STATUS_FROM_CORE: dict[int, grpc.StatusCode] = {code.value[0]: code for code in grpc.StatusCode}
 
 
 class ServerCall:
@@ -106,11 +106,11 @@ class ServerCall:
         # The code the handler set on its context, else OK for a return and UNKNOWN for an
         # exception; a cancelled handler is CANCELLED (cut off, if the server was draining).
         if exc_type is None:
-            self.finish(_context_code(self._context, grpc.StatusCode.OK))
+            self.finish(context_code(self._context, grpc.StatusCode.OK))
         elif issubclass(exc_type, asyncio.CancelledError):
             self.finish(grpc.StatusCode.CANCELLED, cancelled=True)
         else:
-            self.finish(_context_code(self._context, grpc.StatusCode.UNKNOWN))
+            self.finish(context_code(self._context, grpc.StatusCode.UNKNOWN))
 
     def attach_queue(self, queue: SendQueue[Any]) -> None:
         self.queue = queue
@@ -156,17 +156,6 @@ class ServerCall:
             span.end()
 
 
-def _context_code(
-    context: grpc.aio.ServicerContext[Any, Any], default: grpc.StatusCode
-) -> grpc.StatusCode:
-    code = context.code()
-    if isinstance(code, grpc.StatusCode):
-        return code
-    if isinstance(code, int):
-        return _STATUS_FROM_CORE.get(code, default)
-    return default
-
-
 Behavior = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Any]
 
 
@@ -182,12 +171,8 @@ class TelemetryInterceptor(grpc.aio.ServerInterceptor):
 
     @override
     async def intercept_service(
-        self,
-        continuation: Callable[
-            [grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler[Any, Any] | None]
-        ],
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        self, continuation: Continuation, handler_call_details: grpc.HandlerCallDetails
+    ) -> MaybeHandler:
         handler = await continuation(handler_call_details)
         if handler is None:
             return None

@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-__all__ = ["ProducerSet"]
+__all__ = ["NO_PRODUCERS", "ProducerSet"]
 
 
 class ProducerSet:
@@ -86,3 +86,12 @@ class ProducerSet:
             task.cancel()
         if tasks:
             await asyncio.wait(tasks)
+
+
+def _never(error: BaseException) -> None:
+    raise AssertionError("NO_PRODUCERS never runs a task")  # pragma: no cover
+
+
+NO_PRODUCERS: ProducerSet = ProducerSet("grpcstream-no-producers", _never)
+"""The empty set every stream starts with; its first ``spawn()`` replaces it with its own
+(most streams never spawn, and a set per stream would cost memory for nothing)."""

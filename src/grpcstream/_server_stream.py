@@ -26,7 +26,7 @@ from ._exceptions import (
 )
 from ._grpc_compat import EOF, STREAM_BROKEN_ERRORS
 from ._message_types import wrong_type
-from ._producers import ProducerSet
+from ._producers import NO_PRODUCERS, ProducerSet
 from ._send_queue import DEFAULT_MAX_QUEUED, SendQueue, SendQueueStatistics
 from ._telemetry import attach_request_stream, attach_server_queue, server_half_closed
 from ._validate import optional_seconds, positive_count
@@ -216,11 +216,7 @@ class ServerStream(CallContext, Generic[RespT]):
             packer=packer,
         )
         attach_server_queue(self._queue)
-        # A producer that meets BrokenStreamError just learnt that the client left, which
-        # ends the RPC anyway; any other exception ends it as if the handler had raised it.
-        self._producers = ProducerSet(
-            "grpcstream-server-producer", self._producer_failed, ignore=(BrokenStreamError,)
-        )
+        self._producers = NO_PRODUCERS
         self._handler_task: asyncio.Task[None] | None = None
         self._complete = False
 
@@ -290,6 +286,13 @@ class ServerStream(CallContext, Generic[RespT]):
         if self._queue.closed or self._context.done():
             producer.close()
             raise UsageError("spawn() after the RPC ended")
+        if self._producers is NO_PRODUCERS:
+            # A producer that meets BrokenStreamError just learnt that the client left,
+            # which ends the RPC anyway; any other exception ends it as if the handler
+            # had raised it.
+            self._producers = ProducerSet(
+                "grpcstream-server-producer", self._producer_failed, ignore=(BrokenStreamError,)
+            )
         self._producers.spawn(producer, name)
 
     def _producer_failed(self, error: BaseException) -> None:

@@ -24,6 +24,7 @@ from grpcstream._grpc_compat import (
     HIDDEN_BROKEN_STREAM,
     STREAM_BROKEN_ERRORS,
     TLS_CONNECT_HINT,
+    context_code,
     from_aio,
     method_name,
     status_now,
@@ -129,3 +130,21 @@ async def test_method_name_reads_the_multicallables_private_method() -> None:
 
 def test_eof_is_grpc_aio_eof() -> None:
     assert EOF is grpc.aio.EOF
+
+
+async def test_context_code_reads_the_status_a_handler_set() -> None:
+    seen: list[grpc.StatusCode] = []
+
+    async def sets_not_found(request: Req, context: Context) -> Reply:
+        seen.append(context_code(context, grpc.StatusCode.OK))
+        context.set_code(grpc.StatusCode.NOT_FOUND)
+        seen.append(context_code(context, grpc.StatusCode.OK))
+        return Reply()
+
+    async with (
+        raw_server(unary=sets_not_found) as target,
+        grpc.aio.insecure_channel(target) as channel,
+    ):
+        with pytest.raises(grpc.aio.AioRpcError):
+            await dummy_pb2_grpc.DummyServiceStub(channel).Unary(Req(), timeout=WAIT)
+    assert seen == [grpc.StatusCode.OK, grpc.StatusCode.NOT_FOUND]
