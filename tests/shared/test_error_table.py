@@ -179,15 +179,6 @@ async def test_the_server_sending_to_a_client_that_left_gets_broken_stream() -> 
         await asyncio.wait_for(servicer.send_failed.wait(), WAIT)
 
 
-async def test_two_tasks_iterating_one_stream_is_busy(client: DummyClient) -> None:
-    async with client.server_stream(client.stub.ServerStream, Req()) as replies:
-        first = asyncio.ensure_future(replies.__anext__())
-        await asyncio.sleep(0)
-        with pytest.raises(grpcstream.BusyStreamError):
-            await replies.__anext__()
-        await first
-
-
 async def test_send_nowait_on_a_full_queue_would_block(client: DummyClient) -> None:
     async with client.client_stream(client.stub.ClientStream, max_queued=1) as upload:
         with pytest.raises(grpcstream.WouldBlock):
