@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import enum
 from collections.abc import Awaitable, Coroutine
-from typing import Any, Generic
+from typing import Any, Generic, NoReturn
 
 import grpc
 import grpc.aio
@@ -229,8 +229,8 @@ class CallHandle(AsyncResource, Generic[CallT]):
             return None
         return self._producers.error or self._cancelled_by or cancelled_locally()
 
-    def _raise_locally_cancelled(self) -> None:
-        """In an ``except CancelledError``: raise the typed error if the cancel was ours."""
+    def _raise_locally_cancelled(self) -> NoReturn:
+        """In ``except CancelledError``: the typed error if the cancel was ours; else re-raise."""
         replacement = self._locally_cancelled_error()
         if replacement is None:
             raise

@@ -146,7 +146,6 @@ class Receiver(CallHandle[CallT], Generic[CallT, RespT]):
             raise self._from_aio(exc) from exc
         except asyncio.CancelledError:
             self._raise_locally_cancelled()
-            raise
         if message is None:
             # grpc.aio logs the deserializer's exception and hands out None, leaving the
             # stream open; a protobuf deserializer never returns None otherwise.

@@ -437,7 +437,6 @@ class ClientStream(Sender[grpc.aio.StreamUnaryCall[Any, Any], ReqT], Generic[Req
                 raise error from exc
             except asyncio.CancelledError:
                 self._raise_locally_cancelled()
-                raise
             if response is None:
                 raise self._unparseable()  # grpc.aio logged the deserializer's error
             return response

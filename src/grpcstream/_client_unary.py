@@ -109,8 +109,7 @@ class UnaryCall(CallHandle[grpc.aio.UnaryUnaryCall[Any, RespT]], Generic[RespT])
         except grpc.aio.AioRpcError as exc:
             raise self._from_aio(exc) from exc
         except asyncio.CancelledError:
-            self._raise_locally_cancelled()  # or re-raise: the awaiting task was cancelled
-            raise
+            self._raise_locally_cancelled()
         if response is None:
             raise self._unparseable()  # grpc.aio logged the deserializer's error
         return response
